@@ -1,0 +1,119 @@
+"""Invoke tasks: ``invoke ports.<command>`` (and later ``serve.*``).
+
+Thin wrappers: each task hands the flag values, as typed, to the same function the
+port CLI uses (``utils.port_cli.run_*``), which validates them and prints the answer;
+the task only turns its return value into the process exit status. Everything heavier
+than Invoke itself is imported inside the task that needs it, so ``invoke --list`` and
+``invoke ports.check`` stay fast.
+"""
+
+from __future__ import annotations
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+PORT_HELP = "TCP port, an integer from 1 to 65535 (required)"
+HOST_HELP = "hostname or IP address (default: every local address)"
+JSON_HELP = "print one JSON document on stdout instead of a table"
+
+
+def _finish(status: int) -> None:
+    """Exit with the contract's status (Invoke would otherwise always exit 0)."""
+    if status:
+        raise Exit(code=status)
+
+
+def _required(port: str | None) -> str:
+    if port is None:
+        import sys
+
+        from utils.port_cli import EXIT_USAGE
+
+        sys.stderr.write("error: --port is required: expected an integer from 1 to 65535\n")
+        raise Exit(code=EXIT_USAGE)
+    return port
+
+
+@task(
+    name="list",
+    help={"all": "show every listener, not only this project's servers", "json": JSON_HELP},
+)
+def list_(c: Context, all: bool = False, json: bool = False) -> None:
+    """List listening TCP sockets with every process holding each one."""
+    from utils.port_cli import run_list
+
+    _finish(run_list(all_listeners=all, as_json=json))
+
+
+@task(help={"port": PORT_HELP, "host": HOST_HELP, "json": JSON_HELP})
+def check(c: Context, port: str | None = None, host: str | None = None, json: bool = False) -> None:
+    """Exit 0 if the port is free to bind, 1 if it is in use (and name who holds it)."""
+    from utils.port_cli import run_check
+
+    _finish(run_check(_required(port), host=host, as_json=json))
+
+
+@task(
+    help={"start": "first port to try (default 8000)", "host": HOST_HELP, "json": JSON_HELP},
+)
+def find(c: Context, start: str = "8000", host: str | None = None, json: bool = False) -> None:
+    """Print the first free port at or above --start, else one the OS assigns."""
+    from utils.port_cli import run_find
+
+    _finish(run_find(start=start, host=host, as_json=json))
+
+
+@task(
+    help={
+        "port": PORT_HELP,
+        "force": "also stop processes that are not this project's (or another user's)",
+        "grace": "seconds between SIGTERM and SIGKILL (default 5)",
+        "dry-run": "print what would be stopped and stop nothing",
+        "json": JSON_HELP,
+    },
+)
+def cleanup(
+    c: Context,
+    port: str | None = None,
+    force: bool = False,
+    grace: str = "5",
+    dry_run: bool = False,
+    json: bool = False,
+) -> None:
+    """Free a port: stop its holders gracefully, escalate after --grace, verify it is free."""
+    from utils.port_cli import run_cleanup
+
+    _finish(run_cleanup(_required(port), force=force, grace=grace, dry_run=dry_run, as_json=json))
+
+
+@task(
+    help={
+        "port": PORT_HELP,
+        "host": "host to connect to (default: 127.0.0.1, then ::1)",
+        "timeout": "seconds to wait before giving up (default 30)",
+        "free": "wait until the port is free instead of open",
+        "http": "wait until GET on this path (e.g. /health) answers 2xx",
+        "json": JSON_HELP,
+    },
+)
+def wait(
+    c: Context,
+    port: str | None = None,
+    host: str | None = None,
+    timeout: str = "30",
+    free: bool = False,
+    http: str | None = None,
+    json: bool = False,
+) -> None:
+    """Wait until the port accepts connections (or answers HTTP 2xx, or is free)."""
+    from utils.port_cli import run_wait
+
+    _finish(
+        run_wait(_required(port), host=host, timeout=timeout, free=free, http=http, as_json=json)
+    )
+
+
+ports = Collection("ports", list_, check, find, cleanup, wait)
+namespace = Collection(ports)

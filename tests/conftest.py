@@ -1,0 +1,178 @@
+"""Fixtures that start real processes and always stop every one of them.
+
+Processes are started in their own session and remembered with their whole tree; at
+teardown every remembered process still running is killed by pid (never by name),
+so a failing test leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from utils import port_manager
+
+ROOT = Path(__file__).resolve().parent.parent
+APPS = Path(__file__).resolve().parent / "apps"
+
+
+def deadline_poll(condition: Callable[[], object], timeout: float = 20.0) -> object:
+    """Poll ``condition`` with short growing intervals until truthy; fail at the deadline."""
+    end = time.monotonic() + timeout
+    interval = 0.01
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+def fresh_port() -> int:
+    """A port that is free right now, from the library under test."""
+    return port_manager.find(start=20000 + os.getpid() % 20000)
+
+
+class Processes:
+    """Starts processes and remembers them (and their descendants) for teardown."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+        self.known: dict[int, float] = {}  # pid -> create time of every tree member seen
+
+    def start(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        kwargs.setdefault("cwd", ROOT)
+        kwargs.setdefault("stdout", subprocess.DEVNULL)
+        kwargs.setdefault("stderr", subprocess.DEVNULL)
+        process = subprocess.Popen(args, start_new_session=True, **kwargs)  # type: ignore[call-overload]
+        self.started.append(process)
+        self.remember(process.pid)
+        return process
+
+    def remember(self, pid: int) -> None:
+        """Record ``pid`` and all its current descendants."""
+        try:
+            root = psutil.Process(pid)
+            for member in [root, *root.children(recursive=True)]:
+                self.known[member.pid] = member.create_time()
+        except psutil.Error:
+            pass
+
+    def tree(self, pid: int) -> list[psutil.Process]:
+        self.remember(pid)
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            self.remember(process.pid)
+        for pid, created in self.known.items():
+            try:
+                member = psutil.Process(pid)
+                if abs(member.create_time() - created) < 0.01:
+                    member.kill()
+            except psutil.Error:
+                pass
+        for process in self.started:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=10)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    tracker = Processes()
+    try:
+        yield tracker
+    finally:
+        tracker.stop_all()
+
+
+@pytest.fixture(params=["procfs", "psutil"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test over each discovery path: Linux's procfs tables and generic psutil."""
+    monkeypatch.setenv("PORT_MANAGER_READER", request.param)
+    return str(request.param)
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python utils/port_manager.py ARGS`` as a user would run it."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "utils" / "port_manager.py"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def run_invoke(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``invoke ARGS`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def holder_pids(port: int) -> set[int]:
+    return {row.pid for row in port_manager.listeners(port) if row.pid is not None}
+
+
+def gone(pid: int, created: float) -> bool:
+    """True when that very process has exited (a zombie counts as exited)."""
+    try:
+        member = psutil.Process(pid)
+        return member.create_time() != created or member.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+PYTHON = sys.executable
+
+
+def listener_script(
+    address: str = "127.0.0.1", *, v6only: bool = True, ignore_term: bool = False
+) -> str:
+    """Python source of a process that listens on address:argv[1] until it is stopped."""
+    family = "socket.AF_INET6" if ":" in address else "socket.AF_INET"
+    lines = [
+        "import signal, socket, sys, time",
+        f"s = socket.socket({family})",
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)",
+    ]
+    if ":" in address:
+        lines.append(f"s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, {int(v6only)})")
+    if ignore_term:
+        lines.append("signal.signal(signal.SIGTERM, signal.SIG_IGN)")
+    lines += [
+        f"s.bind(({address!r}, int(sys.argv[1])))",
+        "s.listen()",
+        "while True: time.sleep(3600)",
+    ]
+    return "\n".join(lines)
+
+
+def listening_socket(address: str, port: int, *, v6only: bool = True) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(v6only))
+    sock.bind((address, port))
+    sock.listen()
+    return sock

@@ -1,0 +1,220 @@
+"""Output contract (JSON shapes, tables, colour), wait, and the two discovery paths agreeing."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import (
+    PYTHON,
+    ROOT,
+    Processes,
+    deadline_poll,
+    fresh_port,
+    holder_pids,
+    listener_script,
+    listening_socket,
+    run_cli,
+    run_invoke,
+)
+from utils import port_manager
+
+LISTENER_KEYS = {"port", "address", "family", "pid", "ppid", "name", "cmdline", "user", "project"}
+
+
+def test_listener_rows_have_the_contract_keys(processes: Processes) -> None:
+    port = fresh_port()
+    server = processes.start([PYTHON, "-c", listener_script(), str(port)])
+    deadline_poll(lambda: server.pid in holder_pids(port))
+    for result in (run_cli("list", "--json"), run_invoke("ports.list", "--json")):
+        assert result.returncode == 0
+        rows = [row for row in json.loads(result.stdout) if row["port"] == port]
+        assert len(rows) == 1
+        row = rows[0]
+        assert set(row) == LISTENER_KEYS
+        assert row["pid"] == server.pid and row["ppid"] == os.getpid()
+        assert row["family"] == "IPv4" and row["address"] == "127.0.0.1"
+        assert row["cmdline"][:2] == [PYTHON, "-c"]
+        assert row["project"] is True and isinstance(row["user"], str)
+
+
+def test_list_without_all_hides_foreign_listeners_and_says_how_to_see_them(
+    processes: Processes, tmp_path: Path
+) -> None:
+    port = fresh_port()
+    foreign = processes.start([PYTHON, "-c", listener_script(), str(port)], cwd=tmp_path)
+    deadline_poll(lambda: foreign.pid in holder_pids(port))
+    ours = run_cli("list", "--json")
+    assert port not in {row["port"] for row in json.loads(ours.stdout)}
+    everything = run_cli("list", "--all", "--json")
+    assert foreign.pid in {row["pid"] for row in json.loads(everything.stdout)}
+    human = run_cli("list")
+    if not json.loads(ours.stdout):
+        assert "--all" in human.stdout
+
+
+def test_human_table_is_aligned_and_plain_without_a_terminal(processes: Processes) -> None:
+    port = fresh_port()
+    server = processes.start([PYTHON, "-c", listener_script(), str(port)])
+    deadline_poll(lambda: server.pid in holder_pids(port))
+    result = run_cli("list", "--all")
+    lines = result.stdout.splitlines()
+    header = lines[0]
+    assert header.split() == [
+        "PORT",
+        "ADDRESS",
+        "FAMILY",
+        "PID",
+        "PPID",
+        "USER",
+        "PROJECT",
+        "COMMAND",
+    ]
+    ours = next(line for line in lines if f" {server.pid} " in line)
+    assert ours.index(str(server.pid)) == header.index("PID")
+    assert ours.index("python") >= header.index("COMMAND")
+    assert "\033[" not in result.stdout
+
+
+def _run_on_terminal(args: list[str], env: dict[str, str]) -> str:
+    """Run the CLI with stdout on a pseudo-terminal and return what it printed."""
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [PYTHON, str(ROOT / "utils" / "port_manager.py"), *args],
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait(timeout=30)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(leader)
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:
+    port = str(fresh_port())
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")}
+    assert "\033[32m" in _run_on_terminal(["check", port], env)
+    assert "\033[" not in _run_on_terminal(["check", port], {**env, "NO_COLOR": "1"})
+
+
+def test_runs_as_a_module_too() -> None:
+    port = str(fresh_port())
+    result = subprocess.run(
+        [PYTHON, "-m", "utils.port_manager", "check", port, "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["port"] == int(port)
+
+
+def test_wait_until_open_http_and_free(processes: Processes) -> None:
+    port = str(fresh_port())
+    cli = [PYTHON, str(ROOT / "utils" / "port_manager.py"), "wait", port, "--timeout", "30"]
+    waiter = processes.start([*cli, "--http", "/health", "--json"], stdout=subprocess.PIPE)
+    server = processes.start([PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", port])
+    out, _ = waiter.communicate(timeout=40)
+    assert waiter.returncode == 0
+    document = json.loads(out)
+    assert document["reached"] is True and document["condition"] == "http"
+    assert run_cli("wait", port, "--timeout", "5").returncode == 0
+
+    free_waiter = processes.start([*cli, "--free"], stdout=subprocess.PIPE)
+    server.terminate()
+    free_waiter.communicate(timeout=40)
+    assert free_waiter.returncode == 0
+
+
+def test_wait_times_out_with_a_message_not_a_traceback() -> None:
+    port = str(fresh_port())
+    result = run_cli("wait", port, "--timeout", "0.3", "--json")
+    assert result.returncode == 1
+    document = json.loads(result.stdout)
+    assert document["reached"] is False and document["seconds"] >= 0.3
+    human = run_invoke("ports.wait", "--port", port, "--timeout", "0.2")
+    assert human.returncode == 1
+    assert "timed out after 0.2 s" in human.stderr and "Traceback" not in human.stderr
+
+
+def test_http_wait_reports_the_last_answer_on_timeout(processes: Processes) -> None:
+    port = fresh_port()
+    with listening_socket("127.0.0.1", port):  # accepts connections, never answers HTTP
+        result = run_cli("wait", str(port), "--http", "/health", "--timeout", "0.5")
+    assert result.returncode == 1
+    assert "last answer" in result.stderr
+
+
+def test_both_discovery_paths_agree(processes: Processes, monkeypatch: pytest.MonkeyPatch) -> None:
+    port = fresh_port()
+    server = processes.start(
+        [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), "--workers", "2"]
+    )
+    deadline_poll(lambda: len(holder_pids(port)) == 3)
+    views = {}
+    for reader in ("procfs", "psutil"):
+        monkeypatch.setenv("PORT_MANAGER_READER", reader)
+        views[reader] = sorted(
+            (
+                row.port,
+                row.address,
+                row.family,
+                row.pid,
+                row.ppid,
+                row.name,
+                row.cmdline,
+                row.user,
+                row.project,
+            )
+            for row in port_manager.listeners()
+            if row.pid is not None
+        )
+    assert views["procfs"] == views["psutil"]
+    assert server.pid in {row[3] for row in views["procfs"]}
+
+
+def test_a_hung_test_fails_on_its_own_timeout(tmp_path: Path) -> None:
+    hung = tmp_path / "test_hung.py"
+    hung.write_text("import time\n\ndef test_hangs():\n    time.sleep(600)\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(hung),
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "1",
+            "-o",
+            "addopts=",
+            "--rootdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "Timeout" in result.stdout

@@ -1,0 +1,1 @@
+"""Port tooling for the backend: see ``utils.port_manager`` for the public API."""

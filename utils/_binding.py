@@ -1,0 +1,188 @@
+"""Whether a port can be bound, the first free one, and reserving one without a race.
+
+"Free" means what a server needs: a socket with ``SO_REUSEADDR`` could bind the address
+now. That is a test bind, not a look at the socket tables, so TIME_WAIT leftovers do not
+count as busy and sockets of other network namespaces or hidden owners still do.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from utils._holders import Listener, listeners
+from utils._values import InvalidValue, resolve_host
+
+LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
+WILDCARDS = ("0.0.0.0", "::")
+_UNAVAILABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+
+@dataclass(frozen=True)
+class AddressStatus:
+    """The result of one test bind."""
+
+    address: str
+    free: bool
+    reason: str | None = None  # why not: "in use", "permission denied", "unavailable"
+
+    @property
+    def available(self) -> bool:
+        """False when the address does not exist here (IPv6 off, not a local address)."""
+        return self.reason != "unavailable"
+
+
+@dataclass(frozen=True)
+class PortStatus:
+    """Whether ``port`` is free on every address checked, and who blocks it if not."""
+
+    port: int
+    host: str | None
+    addresses: tuple[AddressStatus, ...]
+    holders: tuple[Listener, ...] = field(default=())
+
+    @property
+    def free(self) -> bool:
+        return all(status.free for status in self.addresses if status.available)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "port": self.port,
+            "host": self.host,
+            "free": self.free,
+            "addresses": [
+                {"address": status.address, "free": status.free, "reason": status.reason}
+                for status in self.addresses
+            ],
+            "holders": [holder.as_dict() for holder in self.holders],
+        }
+
+
+def _family(address: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def _reason(error: OSError) -> str:
+    if error.errno in _UNAVAILABLE:
+        return "unavailable"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if error.errno == errno.EADDRINUSE:
+        return "in use"
+    return error.strerror or str(error)
+
+
+def probe(address: str, port: int) -> AddressStatus:
+    """Test-bind ``address``:``port`` the way a server would, and let go at once."""
+    try:
+        sock = socket.socket(_family(address), socket.SOCK_STREAM)
+    except OSError as error:
+        return AddressStatus(address, False, _reason(error))
+    with sock:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if sock.family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
+        except OSError as error:
+            return AddressStatus(address, False, _reason(error))
+    return AddressStatus(address, True)
+
+
+def conflicts(listener: Listener, address: str) -> bool:
+    """Whether ``listener`` can be what keeps ``address`` from binding its port."""
+    if listener.address == address or listener.address in WILDCARDS or address in WILDCARDS:
+        same_family = _family(listener.address) == _family(address)
+        return same_family or listener.address == "::"  # "::" may be dual-stack
+    return listener.address == f"::ffff:{address}"
+
+
+def addresses_for(host: str | None) -> tuple[str, ...]:
+    return LOCAL_ADDRESSES if host is None else resolve_host(host)
+
+
+def check(port: int, host: str | None = None) -> PortStatus:
+    """Test-bind ``port`` on ``host``'s addresses (default: every local address)."""
+    statuses = tuple(probe(address, port) for address in addresses_for(host))
+    if host is not None and not any(status.available for status in statuses):
+        raise InvalidValue(
+            f"host {host!r} is not valid: expected an address of this machine "
+            f"(it resolves to {', '.join(status.address for status in statuses)})"
+        )
+    busy = [status.address for status in statuses if status.available and not status.free]
+    if not busy:
+        return PortStatus(port, host, statuses)
+    blockers = tuple(
+        row for row in listeners(port) if any(conflicts(row, address) for address in busy)
+    )
+    return PortStatus(port, host, statuses, blockers)
+
+
+def _quick_free(port: int, host: str | None) -> bool:
+    return all(
+        status.free or not status.available
+        for status in (probe(address, port) for address in addresses_for(host))
+    )
+
+
+def find(start: int = 8000, host: str | None = None) -> int:
+    """The first port at or above ``start`` that is free on ``host``, else one the OS picks."""
+    addresses_for(host)  # resolve once up front so a bad host fails before the scan
+    for port in range(start, 65536):
+        if _quick_free(port, host):
+            return port
+    with socket.socket(_family(addresses_for(host)[0]), socket.SOCK_STREAM) as sock:
+        sock.bind((addresses_for(host)[0], 0))
+        return int(sock.getsockname()[1])
+
+
+class PortInUse(Exception):
+    """Binding failed because the port is held; ``status`` names the holders."""
+
+    def __init__(self, status: PortStatus) -> None:
+        self.status = status
+        super().__init__(f"port {status.port} is in use")
+
+
+def _bind_listening(address: str, port: int, backlog: int) -> socket.socket:
+    sock = socket.socket(_family(address), socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        # Two SO_REUSEADDR sockets may both bind; only one can listen, so listen decides.
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def reserve(
+    port: int = 8000, host: str = "127.0.0.1", *, search: bool = False, backlog: int = 2048
+) -> socket.socket:
+    """Bind and listen on ``host``:``port`` and hand back that socket, so no one can take it.
+
+    With ``search``, move on to the first port that is free on every local address and
+    can be taken on ``host``, falling back to one the OS assigns. Without it, a held
+    port raises ``PortInUse`` naming its holders.
+    """
+    address = resolve_host(host)[0]
+    if not search:
+        try:
+            return _bind_listening(address, port, backlog)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(check(port, host)) from None
+            raise
+    for candidate in range(port, 65536):
+        if not _quick_free(candidate, None):
+            continue
+        try:
+            return _bind_listening(address, candidate, backlog)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+    return _bind_listening(address, 0, backlog)

@@ -1,0 +1,36 @@
+"""Plain records shared by the platform readers and the public API.
+
+The readers return these small, platform-neutral facts; ``port_manager`` turns them
+into the public ``Listener`` rows. Keeping them here lets each reader stay ignorant
+of the public API (data flows one way: port_manager -> readers -> the OS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SocketHolding:
+    """One process (or an unknown one) holding one listening TCP socket."""
+
+    socket_id: str  # stable per socket: the kernel inode, or family/address/port
+    family: str  # "IPv4" or "IPv6"
+    address: str
+    port: int
+    pid: int | None  # None when the operating system hides the owner
+
+
+@dataclass(frozen=True)
+class ProcessFacts:
+    """What the safety rules and the output need to know about one process."""
+
+    pid: int
+    ppid: int | None
+    name: str
+    cmdline: tuple[str, ...]
+    uid: int | None
+    user: str | None
+    cwd: str | None  # None when the operating system will not tell
+    start_time: float  # with pid, identifies the process (pids are reused)
+    zombie: bool

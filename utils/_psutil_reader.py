@@ -1,0 +1,106 @@
+"""Generic reader over psutil, for every system without Linux's procfs tables.
+
+psutil's system-wide ``net_connections()`` names one pid per socket and needs root on
+macOS, so holders are collected per process (which works for the user's own
+processes without privileges); sockets seen only system-wide get an unknown owner.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import psutil
+
+from utils._facts import ProcessFacts, SocketHolding
+
+_FAMILIES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
+
+
+def available() -> bool:
+    return True
+
+
+def _socket_id(family: str, address: str, port: int) -> str:
+    return f"{family} {address} {port}"
+
+
+def _listening_of(connections: list[Any]) -> list[tuple[str, str, int]]:
+    rows = []
+    for conn in connections:
+        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
+            continue
+        family = _FAMILIES.get(conn.family)
+        if family is not None:
+            rows.append((family, conn.laddr.ip, conn.laddr.port))
+    return rows
+
+
+def listening(port: int | None = None) -> list[SocketHolding]:
+    """Every listening TCP socket (of ``port``, if given) with every process holding it."""
+    rows: list[SocketHolding] = []
+    owned: set[str] = set()
+    for process in psutil.process_iter():
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.Error, OSError):
+            continue
+        for family, address, sock_port in _listening_of(connections):
+            if port is not None and sock_port != port:
+                continue
+            socket_id = _socket_id(family, address, sock_port)
+            owned.add(socket_id)
+            rows.append(SocketHolding(socket_id, family, address, sock_port, process.pid))
+    try:
+        system_wide = psutil.net_connections(kind="tcp")
+    except (psutil.Error, OSError):  # macOS without root
+        system_wide = []
+    for family, address, sock_port in _listening_of(system_wide):
+        socket_id = _socket_id(family, address, sock_port)
+        if socket_id in owned or (port is not None and sock_port != port):
+            continue
+        owned.add(socket_id)
+        rows.append(SocketHolding(socket_id, family, address, sock_port, None))
+    return rows
+
+
+def process_facts(pid: int) -> ProcessFacts | None:
+    """Facts about ``pid`` through psutil, or None when it no longer exists."""
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            start_time = process.create_time()
+            ppid = process.ppid()
+            name = process.name()
+            status = process.status()
+            try:
+                uid: int | None = process.uids().real
+            except (psutil.AccessDenied, AttributeError):
+                uid = None
+            try:
+                user: str | None = process.username()
+            except (psutil.AccessDenied, KeyError):
+                user = str(uid) if uid is not None else None
+            try:
+                cmdline = tuple(process.cmdline())
+            except psutil.AccessDenied:
+                cmdline = ()
+            try:
+                cwd: str | None = process.cwd()
+            except psutil.AccessDenied:
+                cwd = None
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        return None
+    return ProcessFacts(
+        pid=pid,
+        ppid=ppid or None,
+        name=name,
+        cmdline=cmdline,
+        uid=uid,
+        user=user,
+        cwd=cwd,
+        start_time=start_time,
+        zombie=status == psutil.STATUS_ZOMBIE,
+    )

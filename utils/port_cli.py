@@ -1,0 +1,302 @@
+"""The command line of the port tooling; ``tasks.py`` calls the same ``run_*`` functions.
+
+Every ``run_*`` function takes values as the user typed them (strings from argparse or
+Invoke), validates them, prints the answer and returns the contract's exit status, so
+both front ends behave identically: 0 success, 1 the answer is "no", 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from utils import _render
+from utils._values import InvalidValue, parse_port, parse_seconds
+
+EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
+
+
+def _error(message: str) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return EXIT_USAGE
+
+
+def _guarded(action: Callable[[], int]) -> int:
+    """Turn foreseeable failures into one line and an exit status, never a traceback."""
+    try:
+        return action()
+    except InvalidValue as invalid:
+        return _error(str(invalid))
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except PermissionError as denied:
+        sys.stderr.write(f"error: permission denied: {denied}\n")
+        return EXIT_NO
+    except OSError as failure:
+        sys.stderr.write(f"error: {failure.strerror or failure}\n")
+        return EXIT_NO
+
+
+def _command(cmdline: Sequence[str] | None, name: str | None) -> str:
+    if cmdline:
+        return shlex.join(cmdline)
+    return f"[{name}]" if name else "(hidden by the operating system)"
+
+
+def _pid(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _listener_table(rows: Sequence[object], colour: bool) -> str:
+    from utils._holders import Listener
+
+    cells = []
+    for row in rows:
+        assert isinstance(row, Listener)
+        cells.append(
+            [
+                str(row.port),
+                row.address,
+                row.family,
+                _pid(row.pid),
+                _pid(row.ppid),
+                row.user or "-",
+                _render.paint("yes", "green", colour) if row.project else "no",
+                _command(row.cmdline, row.name),
+            ]
+        )
+    headers = ["PORT", "ADDRESS", "FAMILY", "PID", "PPID", "USER", "PROJECT", "COMMAND"]
+    return _render.table(headers, cells, colour)
+
+
+def _optional_host(host: str | None) -> str | None:
+    if host is None:
+        return None
+    from utils._values import resolve_host
+
+    resolve_host(host)  # a bad host is bad input (exit 2) before any other work
+    return host
+
+
+def run_list(*, all_listeners: bool = False, as_json: bool = False) -> int:
+    """Listening sockets with every holder; only this project's unless ``all_listeners``."""
+
+    def action() -> int:
+        from utils._holders import listeners
+
+        rows = listeners(project_only=not all_listeners)
+        if as_json:
+            _render.emit_json([row.as_dict() for row in rows])
+        elif rows:
+            print(_listener_table(rows, _render.colour_enabled(sys.stdout)))
+        elif all_listeners:
+            print("No listening TCP sockets.")
+        else:
+            print("No servers of this project are listening. Use --all to see every listener.")
+        return EXIT_OK
+
+    return _guarded(action)
+
+
+def run_check(port: object, *, host: str | None = None, as_json: bool = False) -> int:
+    """Exit 0 when ``port`` is free on ``host`` (default: every local address), else 1."""
+
+    def action() -> int:
+        from utils._binding import check
+
+        status = check(parse_port(port), _optional_host(host))
+        if as_json:
+            _render.emit_json(status.as_dict())
+            return EXIT_OK if status.free else EXIT_NO
+        colour = _render.colour_enabled(sys.stdout)
+        checked = [s.address for s in status.addresses if s.available]
+        if status.free:
+            verdict = _render.paint("free", "green", colour)
+            print(f"Port {status.port} is {verdict} on {', '.join(checked)}.")
+            return EXIT_OK
+        busy = [f"{s.address} ({s.reason})" for s in status.addresses if s.available and not s.free]
+        verdict = _render.paint("not free", "red", colour)
+        print(f"Port {status.port} is {verdict} on {', '.join(busy)}.")
+        if status.holders:
+            print(_listener_table(status.holders, colour))
+        elif any(s.reason == "in use" for s in status.addresses):
+            print("No holder is visible: another user's process (try as root) or another netns.")
+        return EXIT_NO
+
+    return _guarded(action)
+
+
+def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = False) -> int:
+    """Print the first free port at or above ``start`` (just the number, for scripts)."""
+
+    def action() -> int:
+        from utils._binding import find
+
+        first = parse_port(start, "start port")
+        port = find(first, _optional_host(host))
+        if as_json:
+            _render.emit_json({"port": port, "start": first, "host": host})
+        else:
+            print(port)
+        return EXIT_OK
+
+    return _guarded(action)
+
+
+def run_cleanup(
+    port: object,
+    *,
+    force: bool = False,
+    grace: object = 5.0,
+    dry_run: bool = False,
+    as_json: bool = False,
+) -> int:
+    """Free ``port``; exit 0 when it is free at the end (or, dry, would be), else 1."""
+
+    def action() -> int:
+        from utils._stopping import cleanup
+
+        number = parse_port(port)
+        seconds = parse_seconds(grace, "--grace")
+        result = cleanup(number, force=force, grace=seconds, dry_run=dry_run)
+        success = not result.refused if dry_run else result.freed
+        if as_json:
+            _render.emit_json(result.as_dict())
+            return EXIT_OK if success else EXIT_NO
+        colour = _render.colour_enabled(sys.stdout)
+        rows = [[_pid(o.pid), o.name or "-", o.how] for o in result.stopped]
+        rows += [[_pid(o.pid), o.name or "-", f"refused: {o.reason}"] for o in result.refused]
+        if rows:
+            print(_render.table(["PID", "NAME", "RESULT"], rows, colour))
+        if dry_run:
+            print(f"Dry run: nothing was stopped; port {number} is still as it was.")
+        elif result.freed:
+            freed = _render.paint("free", "green", colour)
+            print(f"Port {number} is {freed} ({result.seconds:.2f} s).")
+        else:
+            held = _render.paint("still held", "red", colour)
+            print(f"Port {number} is {held} after {result.seconds:.2f} s.")
+            if result.still_held:
+                print(_listener_table(result.still_held, colour))
+        return EXIT_OK if success else EXIT_NO
+
+    return _guarded(action)
+
+
+def run_wait(
+    port: object,
+    *,
+    host: str | None = None,
+    timeout: object = 30.0,
+    free: bool = False,
+    http: str | None = None,
+    as_json: bool = False,
+) -> int:
+    """Exit 0 once the port accepts connections (answers 2xx at ``http``, is free), 1 on timeout."""
+
+    def action() -> int:
+        from utils._waiting import wait
+
+        number = parse_port(port)
+        seconds = parse_seconds(timeout, "--timeout")
+        if http is not None and not http.startswith("/"):
+            raise InvalidValue(f"--http {http!r} is not valid: expected a path starting with '/'")
+        if http is not None and free:
+            raise InvalidValue("--http and --free are not valid together: choose one condition")
+        result = wait(number, _optional_host(host), timeout=seconds, free=free, http_path=http)
+        if as_json:
+            _render.emit_json(result.as_dict())
+            return EXIT_OK if result.reached else EXIT_NO
+        goal = {
+            "open": "to accept connections",
+            "free": "to be free",
+            "http": f"to answer 2xx at {http}",
+        }[result.condition]
+        if result.reached:
+            print(f"Port {number} is ready: waited {result.seconds:.2f} s for it {goal}.")
+            return EXIT_OK
+        detail = f" (last answer: {result.detail})" if result.detail else ""
+        sys.stderr.write(
+            f"timed out after {seconds:g} s waiting for port {number} {goal}{detail}\n"
+        )
+        return EXIT_NO
+
+    return _guarded(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the contract's one-line ``error: ...`` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="port_manager",
+        description="List, check, find, free and wait for TCP ports of this backend.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    json_help = "print one JSON document on stdout"
+    host_help = "a hostname or IP address (default: every local address)"
+
+    listing = commands.add_parser("list", help="listening sockets and every process holding each")
+    listing.add_argument("--all", action="store_true", help="every listener, not just ours")
+    listing.add_argument("--json", action="store_true", help=json_help)
+
+    checking = commands.add_parser("check", help="exit 0 if PORT is free, 1 if it is in use")
+    checking.add_argument("port", metavar="PORT")
+    checking.add_argument("--host", help=host_help)
+    checking.add_argument("--json", action="store_true", help=json_help)
+
+    finding = commands.add_parser("find", help="print the first free port at or above --start")
+    finding.add_argument("--start", default="8000", help="first port to try (default 8000)")
+    finding.add_argument("--host", help=host_help)
+    finding.add_argument("--json", action="store_true", help=json_help)
+
+    cleaning = commands.add_parser("cleanup", help="stop PORT's holders gracefully and verify")
+    cleaning.add_argument("port", metavar="PORT")
+    cleaning.add_argument("--force", action="store_true", help="also stop processes not ours")
+    cleaning.add_argument("--grace", default="5", help="seconds before SIGKILL (default 5)")
+    cleaning.add_argument("--dry-run", action="store_true", help="show the plan, stop nothing")
+    cleaning.add_argument("--json", action="store_true", help=json_help)
+
+    waiting = commands.add_parser("wait", help="wait until PORT accepts connections")
+    waiting.add_argument("port", metavar="PORT")
+    waiting.add_argument("--host", help="host to connect to (default: 127.0.0.1, then ::1)")
+    waiting.add_argument("--timeout", default="30", help="seconds to wait (default 30)")
+    waiting.add_argument("--free", action="store_true", help="wait until PORT is free instead")
+    waiting.add_argument("--http", metavar="PATH", help="wait until GET PATH answers 2xx")
+    waiting.add_argument("--json", action="store_true", help=json_help)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "list":
+        return run_list(all_listeners=args.all, as_json=args.json)
+    if args.command == "check":
+        return run_check(args.port, host=args.host, as_json=args.json)
+    if args.command == "find":
+        return run_find(start=args.start, host=args.host, as_json=args.json)
+    if args.command == "cleanup":
+        return run_cleanup(
+            args.port, force=args.force, grace=args.grace, dry_run=args.dry_run, as_json=args.json
+        )
+    return run_wait(
+        args.port,
+        host=args.host,
+        timeout=args.timeout,
+        free=args.free,
+        http=args.http,
+        as_json=args.json,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+"""Who holds a port, is it free, which one is, take one, free one, wait for one.
+
+The public API of the port tooling; ``utils/port_cli.py`` is its command line, run by
+``python utils/port_manager.py list|check|find|cleanup|wait`` or
+``python -m utils.port_manager``. The work is done in small private modules: readers per
+platform (``_procfs``, ``_psutil_reader``) behind ``_holders``, test binds in ``_binding``,
+stopping in ``_stopping`` and waiting in ``_waiting``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if __name__ == "__main__" and not __package__:
+    # Run as a file: make the repository importable, then hand over to the CLI.
+    from pathlib import Path
+
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+    from utils.port_cli import main
+
+    sys.exit(main())
+
+from utils._binding import (
+    LOCAL_ADDRESSES,
+    AddressStatus,
+    PortInUse,
+    PortStatus,
+    check,
+    find,
+    reserve,
+)
+from utils._holders import PROJECT_ROOT, Listener, listeners, runs_project_code
+from utils._stopping import CleanupResult, Outcome, cleanup
+from utils._values import InvalidValue, parse_port, parse_seconds, resolve_host
+from utils._waiting import WaitResult, wait
+
+DEFAULT_START_PORT = 8000
+DEFAULT_GRACE_SECONDS = 5.0
+DEFAULT_WAIT_SECONDS = 30.0
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_START_PORT",
+    "DEFAULT_WAIT_SECONDS",
+    "LOCAL_ADDRESSES",
+    "PROJECT_ROOT",
+    "AddressStatus",
+    "CleanupResult",
+    "InvalidValue",
+    "Listener",
+    "Outcome",
+    "PortInUse",
+    "PortStatus",
+    "WaitResult",
+    "check",
+    "cleanup",
+    "find",
+    "listeners",
+    "parse_port",
+    "parse_seconds",
+    "reserve",
+    "resolve_host",
+    "runs_project_code",
+    "wait",
+]
+
+if __name__ == "__main__":
+    from utils.port_cli import main
+
+    sys.exit(main())
