@@ -1,4 +1,4 @@
-"""Invoke tasks: ``invoke ports.<command>`` (and later ``serve.*``).
+"""Invoke tasks: ``invoke ports.<command>`` and ``invoke serve.dev|prod``.
 
 Thin wrappers: each task hands the flag values, as typed, to the same function the
 port CLI uses (``utils.port_cli.run_*``), which validates them and prints the answer;
@@ -116,4 +116,62 @@ def wait(
 
 
 ports = Collection("ports", list_, check, find, cleanup, wait)
-namespace = Collection(ports)
+
+
+SERVE_HELP = {
+    "port": "port to serve on (default: PORT, else 8000)",
+    "host": "address to bind",
+    "find-port": "if the port is busy, move to the next free one",
+    "cleanup-port": "if the port is busy, stop this project's server holding it",
+    "force-cleanup": "like --cleanup-port, and stop any process holding it",
+    "no-reload": "do not restart on code changes",
+    "workers": "worker processes (default: WEB_CONCURRENCY, else 1)",
+}
+
+
+@task(
+    name="dev",
+    help={key: SERVE_HELP[key] for key in SERVE_HELP if key != "workers"}
+    | {"host": "address to bind (default 127.0.0.1)"},
+)
+def serve_dev(
+    c: Context,
+    port: str | None = None,
+    host: str | None = None,
+    find_port: bool = False,
+    cleanup_port: bool = False,
+    force_cleanup: bool = False,
+    no_reload: bool = False,
+) -> None:
+    """Dev server on 127.0.0.1 with auto-reload; prints its URL."""
+    from backend.server import serve
+
+    _finish(
+        serve(
+            "dev",
+            port=port,
+            host=host,
+            find_port=find_port,
+            cleanup_port=cleanup_port,
+            force_cleanup=force_cleanup,
+            reload=not no_reload,
+        )
+    )
+
+
+@task(
+    name="prod",
+    help={"port": SERVE_HELP["port"], "workers": SERVE_HELP["workers"]}
+    | {"host": "address to bind (default: HOST, else 0.0.0.0)"},
+)
+def serve_prod(
+    c: Context, port: str | None = None, host: str | None = None, workers: str | None = None
+) -> None:
+    """Production server: HOST/PORT/WEB_CONCURRENCY from the environment, proxy headers."""
+    from backend.server import serve
+
+    _finish(serve("prod", port=port, host=host, workers=workers))
+
+
+serve = Collection("serve", serve_dev, serve_prod)
+namespace = Collection(ports, serve)

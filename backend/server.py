@@ -1,0 +1,214 @@
+"""Start the backend: choose the port, free or move off a busy one, bind it, run uvicorn.
+
+The socket is bound once, here, and handed to uvicorn by file descriptor, so the port
+this process chose is the port it holds: two starts at the same moment can never pick
+the same port and then race to bind it. uvicorn's reloader and worker supervisor pass
+that same socket on to their children.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from backend.settings import Settings, load_settings
+from utils import port_manager
+from utils.port_manager import InvalidValue, Listener, PortInUse
+
+Mode = Literal["dev", "prod"]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+APP_FACTORY = "backend.app:create_app"
+WATCHED_DIRS = ("backend", "utils")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What the user asked for, validated (flags win over the environment)."""
+
+    mode: Mode
+    port: int
+    host: str
+    port_from: str  # "--port", "PORT" or "default": named in messages
+    workers: int
+    reload: bool
+    find_port: bool
+    cleanup_port: bool
+    force_cleanup: bool
+
+
+def describe(holders: tuple[Listener, ...] | list[Listener]) -> str:
+    """'pid 4242: python -m http.server' per top-most holder, with its workers counted."""
+    pids = {holder.pid for holder in holders if holder.pid is not None}
+    parts: list[str] = []
+    for holder in holders:
+        if holder.pid is None:
+            parts.append("a process the operating system does not name")
+        elif holder.ppid not in pids:
+            command = shlex.join(holder.cmdline) if holder.cmdline else holder.name or "?"
+            workers = sum(1 for other in holders if other.ppid == holder.pid)
+            extra = f" and {workers} worker{'s' if workers > 1 else ''}" if workers else ""
+            parts.append(f"pid {holder.pid}: {command}{extra}")
+    unique = list(dict.fromkeys(parts))
+    return ", ".join(unique) if unique else "a process this user cannot see"
+
+
+def build_request(
+    mode: Mode,
+    *,
+    port: object = None,
+    host: str | None = None,
+    workers: object = None,
+    reload: bool = True,
+    find_port: bool = False,
+    cleanup_port: bool = False,
+    force_cleanup: bool = False,
+    settings: Settings | None = None,
+) -> StartRequest:
+    """Validate flag values as typed (strings from Invoke or argparse) against the environment."""
+    settings = settings or load_settings()
+    if mode == "prod" and find_port:
+        raise InvalidValue(
+            "--find-port is not valid in production: the platform routes traffic to one "
+            "fixed port (PORT), so a busy port is an error, not a reason to move"
+        )
+    if port is not None:
+        chosen, port_from = port_manager.parse_port(port, "--port"), "--port"
+    elif settings.is_set("port"):
+        chosen, port_from = settings.port, "PORT"
+    else:
+        chosen, port_from = 8000, "default"
+    if host is not None:
+        port_manager.resolve_host(host)
+    elif mode == "prod":
+        host = settings.host or "0.0.0.0"
+    else:
+        host = "127.0.0.1"
+    count = settings.web_concurrency
+    if workers is not None:
+        text = str(workers).strip()
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
+            raise InvalidValue(f"--workers {workers!r} is not valid: expected an integer 1 to 64")
+        count = int(text)
+    return StartRequest(
+        mode=mode,
+        port=chosen,
+        host=host,
+        port_from=port_from,
+        workers=count if mode == "prod" else 1,
+        reload=reload and mode == "dev",
+        find_port=find_port,
+        cleanup_port=cleanup_port or force_cleanup,
+        force_cleanup=force_cleanup,
+    )
+
+
+class StartRefused(Exception):
+    """The port cannot be had; the message says why and what to do."""
+
+
+def free_port(port: int, force: bool) -> None:
+    """Free ``port`` through the port manager or raise StartRefused naming what is left."""
+    result = port_manager.cleanup(port, force=force)
+    for outcome in result.stopped:
+        print(f"Stopped pid {outcome.pid} ({outcome.name}) holding port {port}: {outcome.how}")
+    if not result.freed:
+        refused = "; ".join(f"pid {o.pid}: {o.reason}" for o in result.refused)
+        raise StartRefused(
+            f"port {port} is still held after cleanup"
+            + (f" ({refused})" if refused else f" by {describe(result.still_held)}")
+        )
+
+
+def acquire_socket(request: StartRequest) -> tuple[socket.socket, str]:
+    """Bind the port the request calls for; return the socket and a note on any move."""
+    try:
+        return port_manager.reserve(request.port, request.host), ""
+    except PortInUse as busy:
+        holders = describe(busy.status.holders)
+        if request.cleanup_port:
+            free_port(request.port, request.force_cleanup)
+            return port_manager.reserve(request.port, request.host), ""
+        if request.find_port:
+            sock = port_manager.reserve(request.port, request.host, search=True)
+            return sock, f"port {request.port} is held by {holders}"
+        hint = "" if request.mode == "prod" else "--find-port to use the next free port, or "
+        raise StartRefused(
+            f"port {request.port} ({request.port_from}) is in use by {holders}; "
+            f"use {hint}--cleanup-port to stop it"
+        ) from None
+
+
+def url_of(sock: socket.socket, host: str) -> str:
+    """The URL to open: a wildcard address is reached on loopback."""
+    port = sock.getsockname()[1]
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
+def run(request: StartRequest, settings: Settings) -> int:
+    """Bind, announce and serve until uvicorn stops (it re-raises SIGINT/SIGTERM itself)."""
+    try:
+        sock, moved = acquire_socket(request)
+    except StartRefused as refused:
+        sys.stderr.write(f"error: {refused}\n")
+        return EXIT_FAILED
+    label = "dev" if request.mode == "dev" else "production"
+    note = f" ({moved})" if moved else ""
+    print(f"Backend ({label}) running at {url_of(sock, request.host)}{note}", flush=True)
+
+    import uvicorn  # heavy: imported only once a server is really starting
+
+    log_level = settings.log_level or ("debug" if request.mode == "dev" else "info")
+    try:
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            fd=sock.fileno(),
+            app_dir=str(PROJECT_ROOT),
+            reload=request.reload,
+            reload_dirs=[str(PROJECT_ROOT / name) for name in WATCHED_DIRS]
+            if request.reload
+            else None,
+            workers=request.workers if request.workers > 1 else None,
+            log_level=log_level,
+            proxy_headers=request.mode == "prod",
+            forwarded_allow_ips=settings.forwarded_allow_ips if request.mode == "prod" else None,
+            timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
+        )
+    finally:
+        sock.close()  # kept open (and inheritable) for as long as uvicorn ran
+    return EXIT_OK
+
+
+def serve(mode: Mode, **flags: object) -> int:
+    """The one entry point of every front end: validate, then run; returns the exit status."""
+    try:
+        settings = load_settings()
+        request = build_request(mode, settings=settings, **flags)  # type: ignore[arg-type]
+    except InvalidValue as invalid:
+        sys.stderr.write(f"error: {invalid}\n")
+        return EXIT_USAGE
+    return run(request, settings)
+
+
+def cleanup_only(port: object = None, force: bool = False) -> int:
+    """``--cleanup-port`` without a mode: free the port and exit (0 freed, 1 still held)."""
+    try:
+        settings = load_settings()
+        request = build_request("dev", port=port, settings=settings, cleanup_port=True)
+        free_port(request.port, force)
+    except InvalidValue as invalid:
+        sys.stderr.write(f"error: {invalid}\n")
+        return EXIT_USAGE
+    except StartRefused as refused:
+        sys.stderr.write(f"error: {refused}\n")
+        return EXIT_FAILED
+    print(f"Port {request.port} is free.")
+    return EXIT_OK

@@ -1,0 +1,301 @@
+"""serve.dev / serve.prod / python -m backend against real uvicorn servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import psutil
+import pytest
+
+from tests.conftest import (
+    PYTHON,
+    ROOT,
+    Processes,
+    deadline_poll,
+    fresh_port,
+    gone,
+    holder_pids,
+    listener_script,
+    run_invoke,
+)
+from utils import port_manager
+
+INVOKE = [PYTHON, "-m", "invoke"]
+BACKEND = [PYTHON, "-m", "backend"]
+SETTINGS = ("PORT", "HOST", "WEB_CONCURRENCY", "LOG_LEVEL", "APP_ENV", "FORWARDED_ALLOW_IPS")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    return {**env, "NO_COLOR": "1", **extra}
+
+
+def read_url(process: subprocess.Popen[bytes], timeout: float = 60) -> str:
+    """The URL from the start line ('Backend (...) running at URL ...'), read with a deadline.
+
+    Reads the raw pipe (no buffered readline, which would hide lines from select).
+    """
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    selector = selectors.DefaultSelector()
+    selector.register(fd, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    seen = b""
+    while time.monotonic() < end:
+        if not selector.select(timeout=max(0.0, end - time.monotonic())):
+            continue
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            raise AssertionError(f"server exited with {process.wait()}; printed {seen!r}")
+        seen += chunk
+        complete = seen[: seen.rfind(b"\n") + 1]
+        for line in complete.decode(errors="replace").splitlines():
+            if " running at " in line:
+                return line.split(" running at ")[1].split()[0]
+    raise AssertionError(f"no start line within the deadline; printed {seen!r}")
+
+
+def start_server(
+    processes: Processes, args: list[str], env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    process = processes.start(args, stdout=subprocess.PIPE, env=env or clean_env())
+    return process, read_url(process)
+
+
+def health(url: str, timeout: float = 30) -> dict[str, object]:
+    """GET /health once the server answers; fails at the deadline."""
+
+    def attempt() -> dict[str, object] | None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                assert response.status == 200
+                return dict(json.load(response))
+        except OSError:
+            return None
+
+    return deadline_poll(attempt, timeout)  # type: ignore[return-value]
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+def tree_gone(members: list[psutil.Process]) -> bool:
+    return all(gone(member.pid, member.create_time()) for member in members)
+
+
+def test_dev_find_port_moves_off_a_held_port(processes: Processes) -> None:
+    preferred = fresh_port()
+    holder = processes.start([PYTHON, "-c", listener_script(), str(preferred)])
+    deadline_poll(lambda: holder.pid in holder_pids(preferred))
+    _, url = start_server(
+        processes, [*INVOKE, "serve.dev", "--find-port"], clean_env(PORT=str(preferred))
+    )
+    assert port_of(url) != preferred
+    assert url.startswith("http://127.0.0.1:")
+    answer = health(url)
+    assert answer["status"] == "ok" and answer["pid"] in holder_pids(port_of(url))
+    assert holder.poll() is None and holder_pids(preferred) == {holder.pid}
+
+
+def test_twelve_simultaneous_dev_starts_get_twelve_ports(processes: Processes) -> None:
+    preferred = str(fresh_port())
+    servers = [
+        processes.start(
+            [*INVOKE, "serve.dev", "--find-port", "--port", preferred],
+            stdout=subprocess.PIPE,
+            env=clean_env(),
+        )
+        for _ in range(12)
+    ]
+    urls = [read_url(server, timeout=90) for server in servers]
+    assert len({port_of(url) for url in urls}) == 12
+    assert preferred in {str(port_of(url)) for url in urls}
+    for url in urls:
+        assert health(url, timeout=60)["status"] == "ok"
+    assert all(server.poll() is None for server in servers)
+
+
+def test_busy_port_is_refused_then_cleaned_up(processes: Processes) -> None:
+    port = str(fresh_port())
+    stale, url = start_server(processes, [*BACKEND, "--dev", "--port", port])
+    stale_tree = processes.tree(stale.pid)
+    health(url)
+
+    refused = run_invoke("serve.dev", "--port", port)
+    assert refused.returncode == 1
+    assert f"pid {stale.pid}" in refused.stderr and "--cleanup-port" in refused.stderr
+    assert "--find-port" in refused.stderr and "Traceback" not in refused.stderr
+    assert stale.poll() is None
+
+    fresh, fresh_url = start_server(
+        processes, [*INVOKE, "serve.dev", "--port", port, "--cleanup-port"]
+    )
+    assert port_of(fresh_url) == int(port)
+    deadline_poll(lambda: tree_gone(stale_tree))
+    assert health(fresh_url)["pid"] not in {member.pid for member in stale_tree}
+    assert fresh.pid in holder_pids(int(port))
+
+
+def test_prod_with_workers_and_sigterm_leaves_nothing(processes: Processes) -> None:
+    port = fresh_port()
+    env = clean_env(PORT=str(port), WEB_CONCURRENCY="2", HOST="127.0.0.1")
+    server, url = start_server(processes, [*INVOKE, "serve.prod"], env)
+    assert port_of(url) == port
+    deadline_poll(lambda: len(holder_pids(port)) == 3)
+    holders = holder_pids(port)
+    assert server.pid in holders
+    workers = holders - {server.pid}
+    assert all(psutil.Process(pid).ppid() == server.pid for pid in workers)
+    assert health(url)["pid"] in workers
+    tree = processes.tree(server.pid)
+
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    deadline_poll(lambda: tree_gone(tree))
+    assert port_manager.check(port).free
+
+
+def test_dev_ctrl_c_stops_reloader_and_worker(processes: Processes) -> None:
+    port = fresh_port()
+    server, url = start_server(processes, [*INVOKE, "serve.dev", "--port", str(port)])
+    health(url)
+    tree = processes.tree(server.pid)
+    assert len(tree) >= 2  # the reloader and its worker (and multiprocessing's helper)
+    server.send_signal(signal.SIGINT)
+    server.wait(timeout=30)
+    deadline_poll(lambda: tree_gone(tree))
+    assert port_manager.check(port).free
+
+
+def test_dev_reload_restarts_the_worker_on_the_same_port(processes: Processes) -> None:
+    port = fresh_port()
+    server, url = start_server(processes, [*INVOKE, "serve.dev", "--port", str(port)])
+    first = health(url)["pid"]
+    probe = ROOT / "backend" / f"_reload_probe_{uuid.uuid4().hex}.py"
+    try:
+        probe.write_text("VALUE = 1\n")
+
+        def new_worker() -> object:
+            answer = health(url)["pid"]
+            return answer if answer != first else None
+
+        second = deadline_poll(new_worker, timeout=60)
+    finally:
+        probe.unlink(missing_ok=True)
+    assert second != first
+    assert server.pid in holder_pids(port) and second in holder_pids(port)
+
+
+def test_cleanup_port_alone_frees_and_exits(processes: Processes) -> None:
+    port = str(fresh_port())
+    stale, _ = start_server(processes, [*BACKEND, "--dev", "--no-reload", "--port", port])
+    result = subprocess.run(
+        [*BACKEND, "--cleanup-port", "--port", port],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Port {port} is free" in result.stdout
+    assert stale.wait(timeout=10) is not None
+    assert port_manager.check(int(port)).free
+
+
+BAD_ENVIRONMENTS = [
+    ("PORT", "abc"),
+    ("PORT", "70000"),
+    ("WEB_CONCURRENCY", "0"),
+    ("LOG_LEVEL", "loud"),
+    ("APP_ENV", "staging"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_ENVIRONMENTS)
+@pytest.mark.parametrize(
+    "command", [[*INVOKE, "serve.prod"], [*INVOKE, "serve.dev"], [*BACKEND, "--production"]]
+)
+def test_bad_settings_exit_2_with_one_line(command: list[str], variable: str, value: str) -> None:
+    result = subprocess.run(
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(**{variable: value}),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert f"{variable}={value!r}" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["serve.dev", "--port", "abc"], "'abc'"),
+        (["serve.dev", "--port", "0"], "'0'"),
+        (["serve.dev", "--host", "no-such-host.invalid"], "no-such-host.invalid"),
+        (["serve.prod", "--workers", "0"], "'0'"),
+        (["serve.prod", "--workers", "many"], "'many'"),
+    ],
+)
+def test_bad_flags_exit_2_with_one_line(args: list[str], named: str) -> None:
+    for command in (
+        [*INVOKE, *args],
+        [*BACKEND, "--dev" if args[0] == "serve.dev" else "--production", *args[1:]],
+    ):
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=clean_env()
+        )
+        assert result.returncode == 2, (command, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
+
+
+def test_find_port_is_refused_in_production() -> None:
+    result = subprocess.run(
+        [*BACKEND, "--production", "--find-port"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert result.returncode == 2
+    assert "fixed port" in result.stderr
+
+
+def test_production_never_drifts_off_a_busy_port(processes: Processes) -> None:
+    port = fresh_port()
+    holder = processes.start([PYTHON, "-c", listener_script(), str(port)])
+    deadline_poll(lambda: holder.pid in holder_pids(port))
+    result = subprocess.run(
+        [*INVOKE, "serve.prod"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(PORT=str(port), HOST="127.0.0.1"),
+    )
+    assert result.returncode == 1
+    assert f"pid {holder.pid}" in result.stderr and "(PORT)" in result.stderr
+    assert "--find-port" not in result.stderr
+
+
+def test_tasks_module_imports_no_server_code() -> None:
+    heavy = "('fastapi', 'uvicorn', 'backend', 'pydantic', 'psutil')"
+    code = f"import sys, tasks; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    result = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
