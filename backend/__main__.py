@@ -16,9 +16,9 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="python -m backend", description="Start the backend server.")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--dev", action="store_true", help="dev server: 127.0.0.1, auto-reload")
-    mode.add_argument("--production", action="store_true", help="HOST/PORT/WEB_CONCURRENCY")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--dev", action="store_true", help="dev server: 127.0.0.1, auto-reload")
+    modes.add_argument("--production", action="store_true", help="HOST/PORT/WEB_CONCURRENCY")
     parser.add_argument("--port", help="port (default: PORT, else 8000)")
     parser.add_argument("--host", help="address to bind (dev 127.0.0.1, production HOST)")
     parser.add_argument("--workers", help="production worker processes (WEB_CONCURRENCY)")
@@ -30,12 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from backend import server
 
-    if not (args.dev or args.production):
-        if args.cleanup_port or args.force_cleanup:
-            return server.cleanup_only(args.port, force=args.force_cleanup)
-        parser.error("choose --dev or --production (or --cleanup-port alone to free the port)")
+    if not (args.dev or args.production) and (args.cleanup_port or args.force_cleanup):
+        return server.cleanup_only(args.port, force=args.force_cleanup)
+    mode: server.Mode = "dev" if args.dev else "prod" if args.production else server.mode_from_env()
     return server.serve(
-        "dev" if args.dev else "prod",
+        mode,
         port=args.port,
         host=args.host,
         workers=args.workers,

@@ -198,6 +198,14 @@ def serve(mode: Mode, **flags: object) -> int:
     return run(request, settings)
 
 
+def mode_from_env() -> Mode:
+    """The mode ``APP_ENV`` names; a bad value is reported by ``serve`` like any setting."""
+    try:
+        return "prod" if load_settings().app_env == "production" else "dev"
+    except InvalidValue:
+        return "dev"
+
+
 def cleanup_only(port: object = None, force: bool = False) -> int:
     """``--cleanup-port`` without a mode: free the port and exit (0 freed, 1 still held)."""
     try:

@@ -299,3 +299,11 @@ def test_tasks_module_imports_no_server_code() -> None:
         [PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_app_env_picks_the_mode_of_python_m_backend(processes: Processes) -> None:
+    port = fresh_port()
+    env = clean_env(APP_ENV="production", PORT=str(port), HOST="127.0.0.1")
+    server, url = start_server(processes, BACKEND, env)
+    assert health(url)["status"] == "ok"
+    assert holder_pids(port) == {server.pid}  # production: no reloader, one process
