@@ -122,15 +122,34 @@ def _plan(rows: list[Listener], force: bool, protected: dict[int, str]) -> _Plan
 
 
 def _send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
-    """Signal exactly this process; None if sent, else 'gone' or 'denied'."""
-    if not is_alive(facts):  # also guards against a reused pid
-        return "gone"
+    """Signal exactly this process; None if sent, else 'gone' or 'denied'.
+
+    On Linux a pidfd pins the process before its start time is compared, so the signal
+    cannot reach a newer process that happens to reuse the pid; elsewhere the start time
+    is compared just before ``kill``.
+    """
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(facts.pid)
+        except ProcessLookupError:
+            return "gone"
+        except OSError:  # kernel without pidfds: fall back to kill
+            pidfd = None
     try:
-        os.kill(facts.pid, sig)
+        if not is_alive(facts):
+            return "gone"
+        if pidfd is not None:
+            signal.pidfd_send_signal(pidfd, sig)
+        else:
+            os.kill(facts.pid, sig)
     except ProcessLookupError:
         return "gone"
     except PermissionError:
         return "denied"
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
     return None
 
 

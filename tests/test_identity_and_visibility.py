@@ -1,0 +1,88 @@
+"""Process identity (pid + start time), vanished processes, and owners the OS hides."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, Processes, deadline_poll, fresh_port, holder_pids, listener_script
+from tests.test_cleanup import SYSTEM_PYTHON
+from utils import _stopping
+from utils._facts import ProcessFacts
+from utils._holders import process_facts
+
+
+def test_a_process_that_is_gone_is_reported_as_already_gone(processes: Processes) -> None:
+    sleeper = processes.start(["sleep", "600"])
+    facts = process_facts(sleeper.pid)
+    assert facts is not None
+    sleeper.kill()
+    sleeper.wait(timeout=10)
+    result = _stopping.CleanupResult(port=0)
+    _stopping._stop_groups(_stopping._Plan({sleeper.pid: [facts]}, []), 1.0, result)
+    assert [(o.pid, o.how) for o in result.stopped] == [(sleeper.pid, "already gone")]
+
+
+def test_a_reused_pid_is_never_signalled(processes: Processes) -> None:
+    """Facts with the right pid but another start time stand for a process that is gone."""
+    target = processes.start(["sleep", "600"])
+    facts = process_facts(target.pid)
+    assert facts is not None
+    impostor = ProcessFacts(**{**facts.__dict__, "start_time": facts.start_time - 100.0})
+    assert _stopping._send(impostor, signal.SIGTERM) == "gone"
+    assert target.poll() is None  # the live process with that pid was not touched
+    assert _stopping._send(facts, signal.SIGTERM) is None
+    assert target.wait(timeout=10) == -signal.SIGTERM
+
+
+def _runs_as_nobody() -> bool:
+    if os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
+        return False
+    probe = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import utils._procfs"],
+        cwd=ROOT,
+        user="nobody",
+        capture_output=True,
+        timeout=30,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _runs_as_nobody(), reason="needs root, a system Python, a readable clone")
+def test_an_owner_hidden_from_the_user_is_refused_with_a_message(processes: Processes) -> None:
+    """Another user's process: an unprivileged user sees the socket but not its owner."""
+    port = fresh_port()
+    server = processes.start([SYSTEM_PYTHON, "-c", listener_script(), str(port)])
+    deadline_poll(lambda: server.pid in holder_pids(port))
+    tool = [SYSTEM_PYTHON, str(ROOT / "utils" / "port_manager.py")]
+    env = {"PATH": os.environ.get("PATH", ""), "NO_COLOR": "1"}
+    listed = subprocess.run(
+        [*tool, "list", "--all", "--json"],
+        cwd="/",
+        user="nobody",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert listed.returncode == 0, listed.stderr
+    rows = [row for row in json.loads(listed.stdout) if row["port"] == port]
+    assert [row["pid"] for row in rows] == [None]
+    result = subprocess.run(
+        [*tool, "cleanup", str(port), "--force", "--json"],
+        cwd="/",
+        user="nobody",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (refusal,) = json.loads(result.stdout)["refused"]
+    assert refusal["pid"] is None and "does not say" in refusal["reason"]
+    assert server.poll() is None
