@@ -98,9 +98,13 @@ def processes() -> Iterator[Processes]:
         tracker.stop_all()
 
 
-@pytest.fixture(params=["procfs", "psutil"])
+@pytest.fixture(params=["netlink", "psutil"])
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test over each discovery path: Linux's procfs tables and generic psutil."""
+    """Run a test over the Linux fast path (netlink) and the generic one (psutil).
+
+    The third path, the /proc/net text tables, is held equal to both in
+    test_output_and_wait.py::test_every_discovery_path_agrees.
+    """
     monkeypatch.setenv("PORT_MANAGER_READER", request.param)
     return str(request.param)
 

@@ -12,7 +12,6 @@ import pytest
 from tests.conftest import ROOT, Processes, deadline_poll, fresh_port, holder_pids, listener_script
 from tests.test_cleanup import SYSTEM_PYTHON
 from utils import _stopping
-from utils._facts import ProcessFacts
 from utils._holders import process_facts
 
 
@@ -32,7 +31,7 @@ def test_a_reused_pid_is_never_signalled(processes: Processes) -> None:
     target = processes.start(["sleep", "600"])
     facts = process_facts(target.pid)
     assert facts is not None
-    impostor = ProcessFacts(**{**facts.__dict__, "start_time": facts.start_time - 100.0})
+    impostor = facts._replace(start_time=facts.start_time - 100.0)
     assert _stopping._send(impostor, signal.SIGTERM) == "gone"
     assert target.poll() is None  # the live process with that pid was not touched
     assert _stopping._send(facts, signal.SIGTERM) is None
@@ -43,7 +42,7 @@ def _runs_as_nobody() -> bool:
     if os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
         return False
     probe = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import utils._procfs"],
+        [SYSTEM_PYTHON, "-c", "import utils._linux"],
         cwd=ROOT,
         user="nobody",
         capture_output=True,

@@ -167,14 +167,38 @@ def test_http_wait_reports_the_last_answer_on_timeout(processes: Processes) -> N
     assert "last answer" in result.stderr
 
 
-def test_both_discovery_paths_agree(processes: Processes, monkeypatch: pytest.MonkeyPatch) -> None:
+SPREAD_LISTENERS = """
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET6 if len(socks) % 2 else socket.AF_INET)
+    s.bind(("::1" if len(socks) % 2 else "127.0.0.1", 0))
+    s.listen()
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_every_discovery_path_agrees(processes: Processes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """netlink, the /proc/net text tables and psutil see the same rows, under some load."""
     port = fresh_port()
     server = processes.start(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), "--workers", "2"]
     )
-    deadline_poll(lambda: len(holder_pids(port)) == 3)
+    spread = [
+        processes.start(
+            [PYTHON, "-c", SPREAD_LISTENERS, "150"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        for _ in range(4)
+    ]
+    for process in spread:
+        assert process.stdout is not None
+        assert len(process.stdout.readline().split()) == 150
+    deadline_poll(lambda: len(holder_pids(port)) == 3)  # the supervisor and both workers
+    ours = {member.pid for member in processes.tree(server.pid)} | {p.pid for p in spread}
     views = {}
-    for reader in ("procfs", "psutil"):
+    for reader in ("netlink", "procfs", "psutil"):
         monkeypatch.setenv("PORT_MANAGER_READER", reader)
         views[reader] = sorted(
             (
@@ -189,10 +213,12 @@ def test_both_discovery_paths_agree(processes: Processes, monkeypatch: pytest.Mo
                 row.project,
             )
             for row in port_manager.listeners()
-            if row.pid is not None
+            if row.pid in ours  # other test runs on this machine come and go meanwhile
         )
-    assert views["procfs"] == views["psutil"]
-    assert server.pid in {row[3] for row in views["procfs"]}
+    assert views["netlink"] == views["procfs"] == views["psutil"]
+    pids = {row[3] for row in views["netlink"]}
+    assert server.pid in pids and {process.pid for process in spread} <= pids
+    assert len(views["netlink"]) == 600 + 3  # the spread, plus the supervisor and two workers
 
 
 def test_a_hung_test_fails_on_its_own_timeout(tmp_path: Path) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from utils._holders import Listener, listeners
 from utils._values import InvalidValue, resolve_host
@@ -20,8 +19,7 @@ WILDCARDS = ("0.0.0.0", "::")
 _UNAVAILABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
 
-@dataclass(frozen=True)
-class AddressStatus:
+class AddressStatus(NamedTuple):
     """The result of one test bind."""
 
     address: str
@@ -34,14 +32,13 @@ class AddressStatus:
         return self.reason != "unavailable"
 
 
-@dataclass(frozen=True)
-class PortStatus:
+class PortStatus(NamedTuple):
     """Whether ``port`` is free on every address checked, and who blocks it if not."""
 
     port: int
     host: str | None
     addresses: tuple[AddressStatus, ...]
-    holders: tuple[Listener, ...] = field(default=())
+    holders: tuple[Listener, ...] = ()
 
     @property
     def free(self) -> bool:

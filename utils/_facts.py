@@ -1,17 +1,17 @@
 """Plain records shared by the platform readers and the public API.
 
 The readers return these small, platform-neutral facts; ``port_manager`` turns them
-into the public ``Listener`` rows. Keeping them here lets each reader stay ignorant
-of the public API (data flows one way: port_manager -> readers -> the OS).
+into the public ``Listener`` rows. NamedTuples rather than dataclasses: importing
+``dataclasses`` (and with it ``inspect``) costs more start-up time than a whole
+``check`` is allowed, and thousands of rows are built per ``list``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class SocketHolding:
+class SocketHolding(NamedTuple):
     """One process (or an unknown one) holding one listening TCP socket."""
 
     socket_id: str  # stable per socket: the kernel inode, or family/address/port
@@ -21,8 +21,7 @@ class SocketHolding:
     pid: int | None  # None when the operating system hides the owner
 
 
-@dataclass(frozen=True)
-class ProcessFacts:
+class ProcessFacts(NamedTuple):
     """What the safety rules and the output need to know about one process."""
 
     pid: int

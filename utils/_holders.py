@@ -1,87 +1,109 @@
 """Who holds a port: discovery through one platform reader, and the project's policy.
 
 One public function, ``listeners()``, sits over per-platform readers (psutil's own
-pattern): ``_procfs`` on Linux, ``_psutil_reader`` elsewhere. Setting the environment
-variable ``PORT_MANAGER_READER`` to ``psutil`` or ``procfs`` forces one, which is how
-the test suite runs over both paths on one machine.
+pattern): ``_linux`` (netlink sock_diag, or the /proc/net text tables) on Linux,
+``_psutil_reader`` elsewhere. The environment variable ``PORT_MANAGER_READER``
+(``netlink``, ``procfs`` or ``psutil``) forces one, which is how the test suite runs
+over every path on one machine.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from utils._facts import ProcessFacts, SocketHolding
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READER_VARIABLE = "PORT_MANAGER_READER"
+READERS = ("netlink", "procfs", "psutil")
 
 
-def reader() -> ModuleType:
-    """The platform reader in force (imported lazily: psutil costs start-up time)."""
+def reader_name() -> str:
+    """The reader in force: the variable's choice, else the fastest this platform has."""
     choice = os.environ.get(READER_VARIABLE, "").strip().lower()
-    if choice not in ("", "procfs", "psutil"):
+    if choice and choice not in READERS:
         from utils._values import InvalidValue
 
         raise InvalidValue(
-            f"{READER_VARIABLE} {choice!r} is not valid: expected 'procfs', 'psutil' or unset"
+            f"{READER_VARIABLE} {choice!r} is not valid: expected one of "
+            f"{', '.join(READERS)}, or unset"
         )
-    if choice != "psutil" and sys.platform.startswith("linux"):
-        from utils import _procfs
+    if choice:
+        return choice
+    if sys.platform.startswith("linux"):
+        from utils import _linux
 
-        if _procfs.available():
-            return _procfs
-    from utils import _psutil_reader
+        if _linux.available():
+            return "netlink"
+    return "psutil"
 
-    return _psutil_reader
+
+def listening(port: int | None) -> list[SocketHolding]:
+    """Raw (socket, pid) pairs from the reader in force (psutil is imported only if used)."""
+    name = reader_name()
+    if name == "psutil":
+        from utils import _psutil_reader
+
+        return _psutil_reader.listening(port)
+    from utils import _linux
+
+    return _linux.listening(port, source=name)
 
 
 def process_facts(pid: int) -> ProcessFacts | None:
-    """Facts about a live process, or None once it is gone (a zombie counts as gone)."""
-    facts: ProcessFacts | None = reader().process_facts(pid)
-    return facts
+    """Facts about a live process, or None once it is gone."""
+    if reader_name() == "psutil":
+        from utils import _psutil_reader
+
+        return _psutil_reader.process_facts(pid)
+    from utils import _linux
+
+    return _linux.process_facts(pid)
 
 
 def is_alive(facts: ProcessFacts) -> bool:
-    """Whether the very process of ``facts`` still runs (a reused pid is not it)."""
+    """Whether the very process of ``facts`` still runs (a reused pid or a zombie is not)."""
     now = process_facts(facts.pid)
     return now is not None and not now.zombie and abs(now.start_time - facts.start_time) < 0.05
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _in_virtualenv(path: Path) -> bool:
+def _in_virtualenv(path: str, root: str) -> bool:
     """Interpreters and console scripts of a venv inside the repository are not its code."""
-    return any((parent / "pyvenv.cfg").exists() for parent in path.parents)
+    parent = os.path.dirname(path)
+    while _inside(parent, root):
+        if os.path.exists(os.path.join(parent, "pyvenv.cfg")):
+            return True
+        if parent == root:
+            return False
+        parent = os.path.dirname(parent)
+    return False
 
 
-def runs_project_code(facts: ProcessFacts, root: Path = PROJECT_ROOT) -> bool:
+def runs_project_code(facts: ProcessFacts, root: str = PROJECT_ROOT) -> bool:
     """A process of this project: it works inside the repository or runs a file of it."""
-    if facts.cwd is not None and _inside(Path(facts.cwd), root):
+    if facts.cwd is not None and _inside(facts.cwd, root):
         return True
     for argument in facts.cmdline[1:]:
         candidate = argument.rpartition("=")[2] if argument.startswith("-") else argument
         if not candidate or "\n" in candidate:
             continue
-        path = Path(candidate)
-        if not path.is_absolute():
+        if not os.path.isabs(candidate):
             if facts.cwd is None:
                 continue
-            path = Path(facts.cwd) / path
-        path = Path(os.path.normpath(path))
-        if _inside(path, root) and not _in_virtualenv(path):
+            candidate = os.path.join(facts.cwd, candidate)
+        path = os.path.normpath(candidate)
+        if _inside(path, root) and not _in_virtualenv(path, root):
             return True
     return False
 
 
-@dataclass(frozen=True)
-class Listener:
+class Listener(NamedTuple):
     """One listening TCP socket as held by one process (one row per socket and process)."""
 
     port: int
@@ -128,7 +150,7 @@ def listeners(port: int | None = None, *, project_only: bool = False) -> list[Li
     A process counts as the project's when it runs the project's code, or when the
     top-most holder of the same socket (its supervisor) does.
     """
-    holdings: list[SocketHolding] = reader().listening(port)
+    holdings = listening(port)
     facts: dict[int, ProcessFacts] = {}
     for holding in holdings:
         if holding.pid is not None and holding.pid not in facts:
@@ -153,17 +175,17 @@ def listeners(port: int | None = None, *, project_only: bool = False) -> list[Li
             continue
         rows.append(
             Listener(
-                port=holding.port,
-                address=holding.address,
-                family=holding.family,
-                pid=holding.pid,
-                ppid=found.ppid if found else None,
-                name=found.name if found else None,
-                cmdline=found.cmdline if found else None,
-                user=found.user if found else None,
-                project=project,
-                socket_id=holding.socket_id,
-                facts=found,
+                holding.port,
+                holding.address,
+                holding.family,
+                holding.pid,
+                found.ppid if found else None,
+                found.name if found else None,
+                found.cmdline if found else None,
+                found.user if found else None,
+                project,
+                holding.socket_id,
+                found,
             )
         )
     rows.sort(key=lambda row: (row.port, row.family, row.address, row.pid or 0))

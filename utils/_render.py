@@ -41,4 +41,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], enabled: bool) 
 
 
 def emit_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    """Indented at a terminal; compact otherwise (``indent`` turns off the fast C encoder)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(document, indent=indent) + "\n")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import http.client
 import socket
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from utils._binding import check
 from utils._polling import poll_until
@@ -15,8 +14,7 @@ from utils._values import resolve_host
 LOOPBACK = ("127.0.0.1", "::1")
 
 
-@dataclass(frozen=True)
-class WaitResult:
+class WaitResult(NamedTuple):
     port: int
     host: str | None
     condition: str  # "open", "http" or "free"

@@ -3,7 +3,7 @@
 The public API of the port tooling; ``utils/port_cli.py`` is its command line, run by
 ``python utils/port_manager.py list|check|find|cleanup|wait`` or
 ``python -m utils.port_manager``. The work is done in small private modules: readers per
-platform (``_procfs``, ``_psutil_reader``) behind ``_holders``, test binds in ``_binding``,
+platform (``_linux``, ``_psutil_reader``) behind ``_holders``, test binds in ``_binding``,
 stopping in ``_stopping`` and waiting in ``_waiting``.
 """
 

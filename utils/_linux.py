@@ -1,0 +1,205 @@
+"""Linux reader: the kernel's socket tables, then one pass over ``/proc/*/fd``.
+
+Written by hand instead of using psutil: psutil reports one pid per socket (a uvicorn
+supervisor and its workers share one) and builds the full connection table, while
+this asks the kernel for listening sockets only. Sockets come from netlink
+``sock_diag`` (what ``ss`` uses: the kernel filters by state and sends binary
+records), falling back to parsing ``/proc/net/tcp{,6}`` where netlink is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from socket import AF_INET, AF_INET6, inet_ntop
+
+from utils._facts import ProcessFacts, SocketHolding
+
+_NETLINK_SOCK_DIAG = 4
+_SOCK_DIAG_BY_FAMILY = 20
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_TCP_LISTEN = 10
+_IPPROTO_TCP = 6
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_FAMILY_NAMES: dict[int, str] = {int(AF_INET): "IPv4", int(AF_INET6): "IPv6"}
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+Sockets = dict[int, tuple[str, str, int]]  # inode -> (family, address, port)
+
+
+def available() -> bool:
+    """Whether this machine has the procfs entries this reader needs."""
+    return os.path.exists("/proc/net/tcp") and os.path.isdir("/proc/self/fd")
+
+
+def _netlink_dump(family: int, port: int | None, found: Sockets) -> None:
+    """Ask sock_diag for the listening TCP sockets of one address family."""
+    import socket
+
+    request = struct.pack("=BBBxI", family, _IPPROTO_TCP, 0, 1 << _TCP_LISTEN) + bytes(48)
+    header = _HEADER.pack(
+        _HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0
+    )
+    name = _FAMILY_NAMES[family]
+    width = 4 if family == AF_INET else 16
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as link:
+        link.sendall(header + request)
+        buffer = bytearray(1 << 18)
+        while True:
+            size = link.recv_into(buffer)
+            data = memoryview(buffer)[:size]
+            offset = 0
+            while offset + _HEADER.size <= size:
+                length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
+                if kind == _NLMSG_DONE:
+                    return
+                if kind == _NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", data, offset + 16)[0]
+                    raise OSError(code, os.strerror(code))
+                body = offset + _HEADER.size
+                # inet_diag_msg: family, state, timer, retrans, then sockid (sport, dport
+                # big-endian, src[16], dst[16], if, cookie[2]), expires, queues, uid, inode.
+                sock_port = (data[body + 4] << 8) | data[body + 5]
+                if port is None or sock_port == port:
+                    address = inet_ntop(family, bytes(data[body + 8 : body + 8 + width]))
+                    inode = struct.unpack_from("=I", data, body + 68)[0]
+                    found[inode] = (name, address, sock_port)
+                offset += (length + 3) & ~3
+            if size == 0:
+                return
+
+
+def _decode_address(hex_address: str, family: int) -> str:
+    # The kernel prints each 32-bit word in host (little-endian) byte order.
+    raw = bytes.fromhex(hex_address)
+    return inet_ntop(family, b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
+
+
+def _procfs_tables(port: int | None, found: Sockets) -> None:
+    """The text tables: slower, but readable wherever /proc is."""
+    wanted = f":{port:04X} " if port is not None else None
+    for path, family in (("/proc/net/tcp", AF_INET), ("/proc/net/tcp6", AF_INET6)):
+        try:
+            with open(path, encoding="ascii") as table:
+                next(table, None)  # header
+                for line in table:
+                    if wanted is not None and wanted not in line:
+                        continue
+                    fields = line.split()
+                    if len(fields) < 10 or fields[3] != "0A":  # 0A: TCP_LISTEN
+                        continue
+                    address, _, hex_port = fields[1].partition(":")
+                    if port is not None and int(hex_port, 16) != port:
+                        continue
+                    found[int(fields[9])] = (
+                        _FAMILY_NAMES[family],
+                        _decode_address(address, family),
+                        int(hex_port, 16),
+                    )
+        except FileNotFoundError:  # IPv6 disabled in this kernel
+            continue
+
+
+def listening_sockets(port: int | None, source: str = "netlink") -> Sockets:
+    """inode -> (family, address, port) of every listening TCP socket (of ``port``)."""
+    found: Sockets = {}
+    if source == "netlink":
+        try:
+            _netlink_dump(AF_INET, port, found)
+            _netlink_dump(AF_INET6, port, found)
+            return found
+        except OSError:  # netlink refused (some sandboxes): read the text tables
+            found.clear()
+    _procfs_tables(port, found)
+    return found
+
+
+def _pids_by_inode(inodes: set[int]) -> dict[int, list[int]]:
+    """One pass over /proc/*/fd: which processes hold each of these socket inodes."""
+    holders: dict[int, list[int]] = {}
+    if not inodes:
+        return holders
+    links = {f"socket:[{inode}]": inode for inode in inodes}
+    readlink, listdir = os.readlink, os.listdir
+    for name in listdir("/proc"):
+        if not name.isdigit():
+            continue
+        fd_dir = f"/proc/{name}/fd/"
+        try:
+            fds = listdir(fd_dir)
+        except OSError:  # gone, or not ours to read
+            continue
+        pid = int(name)
+        seen: set[int] = set()
+        for fd in fds:
+            try:
+                inode = links.get(readlink(fd_dir + fd))
+            except OSError:
+                continue
+            if inode is not None and inode not in seen:
+                seen.add(inode)
+                holders.setdefault(inode, []).append(pid)
+    return holders
+
+
+def listening(port: int | None = None, source: str = "netlink") -> list[SocketHolding]:
+    """Every listening TCP socket (of ``port``, if given) with every process holding it."""
+    sockets = listening_sockets(port, source)
+    holders = _pids_by_inode(set(sockets))
+    rows: list[SocketHolding] = []
+    for inode, (family, address, sock_port) in sockets.items():
+        socket_id = f"inode:{inode}"
+        pids: list[int | None] = list(holders.get(inode, [])) or [None]
+        rows.extend(SocketHolding(socket_id, family, address, sock_port, pid) for pid in pids)
+    return rows
+
+
+_USERS: dict[int, str] = {}
+
+
+def _user_name(uid: int) -> str:
+    if uid not in _USERS:
+        import pwd
+
+        try:
+            _USERS[uid] = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            _USERS[uid] = str(uid)
+    return _USERS[uid]
+
+
+def process_facts(pid: int) -> ProcessFacts | None:
+    """Facts about ``pid`` from /proc, or None when it no longer exists."""
+    base = f"/proc/{pid}"
+    try:
+        with open(f"{base}/stat", "rb") as stat_file:
+            stat = stat_file.read().decode(errors="replace")
+        uid = os.stat(base).st_uid
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # comm is in parentheses and may itself contain spaces or parentheses.
+    name = stat[stat.index("(") + 1 : stat.rindex(")")]
+    after = stat[stat.rindex(")") + 2 :].split()
+    state, ppid, start_ticks = after[0], int(after[1]), int(after[19])
+    try:
+        with open(f"{base}/cmdline", "rb") as cmdline_file:
+            raw = cmdline_file.read()
+        cmdline = tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+    except OSError:
+        cmdline = ()
+    try:
+        cwd: str | None = os.readlink(f"{base}/cwd")
+    except OSError:
+        cwd = None
+    return ProcessFacts(
+        pid=pid,
+        ppid=ppid or None,
+        name=name,
+        cmdline=cmdline,
+        uid=uid,
+        user=_user_name(uid),
+        cwd=cwd,
+        start_time=start_ticks / _CLOCK_TICKS,
+        zombie=state in ("Z", "X"),
+    )
