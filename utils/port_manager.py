@@ -13,9 +13,9 @@ import sys
 
 if __name__ == "__main__" and not __package__:
     # Run as a file: make the repository importable, then hand over to the CLI.
-    from pathlib import Path
+    import os
 
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     from utils.port_cli import main
 
     sys.exit(main())
