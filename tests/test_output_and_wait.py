@@ -246,3 +246,27 @@ def test_a_hung_test_fails_on_its_own_timeout(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "Timeout" in result.stdout
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(processes: Processes) -> None:
+    """A table longer than a pipe's buffer, cut short by ``head``: no traceback."""
+    many = processes.start(
+        [PYTHON, "-c", SPREAD_LISTENERS, "1000"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert many.stdout is not None
+    assert len(many.stdout.readline().split()) == 1000
+    pipeline = subprocess.run(
+        ["bash", "-c", f"{PYTHON} utils/port_manager.py list --all | head -c 10 >/dev/null"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pipeline.stderr == ""
+
+
+def test_help_names_every_command() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("list", "check PORT", "find", "cleanup PORT", "wait PORT"):
+        assert f"port_manager {command}" in result.stdout

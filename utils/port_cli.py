@@ -7,13 +7,11 @@ both front ends behave identically: 0 success, 1 the answer is "no", 2 bad input
 
 from __future__ import annotations
 
-import argparse
-import shlex
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 
 from utils import _render
+from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
 from utils._values import InvalidValue, parse_port, parse_seconds
 
 EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
@@ -33,6 +31,8 @@ def _guarded(action: Callable[[], int]) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130
+    except BrokenPipeError:
+        raise  # the reader left: main() ends quietly
     except PermissionError as denied:
         sys.stderr.write(f"error: permission denied: {denied}\n")
         return EXIT_NO
@@ -43,6 +43,8 @@ def _guarded(action: Callable[[], int]) -> int:
 
 def _command(cmdline: Sequence[str] | None, name: str | None) -> str:
     if cmdline:
+        import shlex  # only tables need it
+
         return shlex.join(cmdline)
     return f"[{name}]" if name else "(hidden by the operating system)"
 
@@ -228,73 +230,94 @@ def run_wait(
     return _guarded(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the contract's one-line ``error: ...`` and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_USAGE)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="port_manager",
-        description="List, check, find, free and wait for TCP ports of this backend.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    json_help = "print one JSON document on stdout"
-    host_help = "a hostname or IP address (default: every local address)"
-
-    listing = commands.add_parser("list", help="listening sockets and every process holding each")
-    listing.add_argument("--all", action="store_true", help="every listener, not just ours")
-    listing.add_argument("--json", action="store_true", help=json_help)
-
-    checking = commands.add_parser("check", help="exit 0 if PORT is free, 1 if it is in use")
-    checking.add_argument("port", metavar="PORT")
-    checking.add_argument("--host", help=host_help)
-    checking.add_argument("--json", action="store_true", help=json_help)
-
-    finding = commands.add_parser("find", help="print the first free port at or above --start")
-    finding.add_argument("--start", default="8000", help="first port to try (default 8000)")
-    finding.add_argument("--host", help=host_help)
-    finding.add_argument("--json", action="store_true", help=json_help)
-
-    cleaning = commands.add_parser("cleanup", help="stop PORT's holders gracefully and verify")
-    cleaning.add_argument("port", metavar="PORT")
-    cleaning.add_argument("--force", action="store_true", help="also stop processes not ours")
-    cleaning.add_argument("--grace", default="5", help="seconds before SIGKILL (default 5)")
-    cleaning.add_argument("--dry-run", action="store_true", help="show the plan, stop nothing")
-    cleaning.add_argument("--json", action="store_true", help=json_help)
-
-    waiting = commands.add_parser("wait", help="wait until PORT accepts connections")
-    waiting.add_argument("port", metavar="PORT")
-    waiting.add_argument("--host", help="host to connect to (default: 127.0.0.1, then ::1)")
-    waiting.add_argument("--timeout", default="30", help="seconds to wait (default 30)")
-    waiting.add_argument("--free", action="store_true", help="wait until PORT is free instead")
-    waiting.add_argument("--http", metavar="PATH", help="wait until GET PATH answers 2xx")
-    waiting.add_argument("--json", action="store_true", help=json_help)
-    return parser
+PROGRAM = "port_manager"
+_JSON = Option("--json", "print one JSON document on stdout")
+_HOST = Option("--host", "hostname or IP address (default: every local address)", True)
+COMMANDS = (
+    Command(
+        "list",
+        "listening TCP sockets and every process holding each (this project's only)",
+        None,
+        (Option("--all", "every listener, not only this project's servers"), _JSON),
+    ),
+    Command("check", "exit 0 if PORT is free to bind, 1 if it is in use", "PORT", (_HOST, _JSON)),
+    Command(
+        "find",
+        "print the first free port at or above --start, else one the OS assigns",
+        None,
+        (Option("--start", "first port to try (default 8000)", True, "8000", "PORT"), _HOST, _JSON),
+    ),
+    Command(
+        "cleanup",
+        "stop PORT's holders gracefully, SIGKILL after --grace, verify it is free",
+        "PORT",
+        (
+            Option("--force", "also stop processes that are not this project's"),
+            Option("--grace", "seconds before SIGKILL (default 5)", True, "5", "SECONDS"),
+            Option("--dry-run", "print what would be stopped, stop nothing"),
+            _JSON,
+        ),
+    ),
+    Command(
+        "wait",
+        "wait until PORT accepts connections (or answers 2xx at --http, or is --free)",
+        "PORT",
+        (
+            Option("--host", "host to connect to (default 127.0.0.1, then ::1)", True),
+            Option("--timeout", "seconds to wait (default 30)", True, "30", "SECONDS"),
+            Option("--free", "wait until PORT is free instead"),
+            Option("--http", "wait until GET PATH answers 2xx", True, None, "PATH"),
+            _JSON,
+        ),
+    ),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "list":
-        return run_list(all_listeners=args.all, as_json=args.json)
-    if args.command == "check":
-        return run_check(args.port, host=args.host, as_json=args.json)
-    if args.command == "find":
-        return run_find(start=args.start, host=args.host, as_json=args.json)
-    if args.command == "cleanup":
+    """Run one command; a reader that goes away (``| head``) is not an error worth a trace."""
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_NO
+
+
+def _dispatch(words: list[str]) -> int:
+    if wants_help(words):
+        print(usage(PROGRAM, "List, check, find, free and wait for TCP ports.", COMMANDS))
+        return EXIT_OK
+    try:
+        command, values = parse(COMMANDS, words)
+    except UsageError as bad:
+        fail(PROGRAM, str(bad))
+        return EXIT_USAGE
+    host = values.get("host")
+    host = host if isinstance(host, str) else None
+    as_json = bool(values["json"])
+    if command == "list":
+        return run_list(all_listeners=bool(values["all"]), as_json=as_json)
+    if command == "check":
+        return run_check(values["port"], host=host, as_json=as_json)
+    if command == "find":
+        return run_find(start=values["start"], host=host, as_json=as_json)
+    if command == "cleanup":
         return run_cleanup(
-            args.port, force=args.force, grace=args.grace, dry_run=args.dry_run, as_json=args.json
+            values["port"],
+            force=bool(values["force"]),
+            grace=values["grace"],
+            dry_run=bool(values["dry_run"]),
+            as_json=as_json,
         )
+    http = values["http"]
     return run_wait(
-        args.port,
-        host=args.host,
-        timeout=args.timeout,
-        free=args.free,
-        http=args.http,
-        as_json=args.json,
+        values["port"],
+        host=host,
+        timeout=values["timeout"],
+        free=bool(values["free"]),
+        http=http if isinstance(http, str) else None,
+        as_json=as_json,
     )
 
 

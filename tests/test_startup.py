@@ -1,0 +1,59 @@
+"""Start-up discipline: each command imports only what it needs (``python -X importtime``)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import PYTHON, ROOT, fresh_port
+
+NEVER = {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic_settings", "backend", "psutil"}
+
+
+def imported_modules(*args: str) -> set[str]:
+    """Top-level packages a command imports, read from ``-X importtime``'s report."""
+    result = subprocess.run(
+        [PYTHON, "-X", "importtime", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+    )
+    modules = set()
+    for line in result.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            modules.add(name.split(".")[0])
+    assert modules, result.stderr
+    return modules
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["list", "--all", "--json"],
+        ["list", "--all"],
+        ["check", "PORT"],
+        ["check", "PORT", "--json"],
+        ["find", "--json"],
+        ["wait", "PORT", "--timeout", "0"],
+    ],
+)
+def test_port_cli_imports_nothing_heavy(command: list[str]) -> None:
+    args = [str(fresh_port()) if arg == "PORT" else arg for arg in command]
+    modules = imported_modules(str(ROOT / "utils" / "port_manager.py"), *args)
+    assert not modules & NEVER
+    assert "dataclasses" not in modules  # it drags in inspect: more than a check may cost
+
+
+def test_json_output_skips_the_table_code() -> None:
+    assert "shlex" not in imported_modules(
+        str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"
+    )
+
+
+def test_invoke_ports_check_imports_no_server_code() -> None:
+    modules = imported_modules("-m", "invoke", "ports.check", "--port", str(fresh_port()))
+    assert not modules & NEVER
