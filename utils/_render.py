@@ -6,7 +6,6 @@ the whole answer.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -42,5 +41,7 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], enabled: bool) 
 
 def emit_json(document: Any) -> None:
     """Indented at a terminal; compact otherwise (``indent`` turns off the fast C encoder)."""
+    import json  # with ``re`` beneath it: only the --json answers pay for it
+
     indent = 2 if sys.stdout.isatty() else None
     sys.stdout.write(json.dumps(document, indent=indent) + "\n")

@@ -7,7 +7,6 @@ caller converts through these functions and bad input always reads the same way.
 from __future__ import annotations
 
 import math
-import socket
 
 
 class InvalidValue(ValueError):
@@ -41,6 +40,7 @@ def resolve_host(host: str) -> tuple[str, ...]:
     """The IP addresses ``host`` names, IPv4 first; InvalidValue if it names none."""
     if not host.strip():
         raise InvalidValue(f"host {host!r} is not valid: expected a hostname or an IP address")
+    import socket
     try:
         infos = socket.getaddrinfo(host.strip(), None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:
