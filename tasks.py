@@ -27,11 +27,9 @@ def _finish(status: int) -> None:
 
 def _required(port: str | None) -> str:
     if port is None:
-        import sys
+        from utils.port_manager import EXIT_USAGE, error_line
 
-        from utils.port_cli import EXIT_USAGE
-
-        sys.stderr.write("error: --port is required: expected an integer from 1 to 65535\n")
+        error_line("--port is required: expected an integer from 1 to 65535")
         raise Exit(code=EXIT_USAGE)
     return port
 
@@ -175,3 +173,51 @@ def serve_prod(
 
 serve = Collection("serve", serve_dev, serve_prod)
 namespace = Collection(ports, serve)
+
+
+# --------------------------------------------------------------------------- tokens
+# Operator commands of the integration token store (backend/services/integrations);
+# the store and its keys come from the same settings as the server (DATABASE_URL,
+# DATA_DIR, TOKEN_ENCRYPTION_KEYS). Exit 0 done, 1 a fault or not connected, 2 bad input.
+
+
+@task(
+    name="list",
+    help={"user": "only this user's connections (default: every user)", "json": JSON_HELP},
+)
+def tokens_list(c: Context, user: str | None = None, json: bool = False) -> None:
+    """List stored tokens: user, provider, state and expiry (never a secret)."""
+    from backend.services.integrations.operator import run_list
+
+    _finish(run_list(user=user, as_json=json))
+
+
+@task(
+    name="revoke",
+    help={"user": "the user id (required)", "provider": "the provider, e.g. github (required)"},
+)
+def tokens_revoke(c: Context, user: str | None = None, provider: str | None = None) -> None:
+    """Forget a user's token for a provider (exit 1 if not connected)."""
+    from backend.services.integrations.operator import run_revoke
+
+    _finish(run_revoke(user=user, provider=provider))
+
+
+@task(name="rotate-key")
+def tokens_rotate_key(c: Context) -> None:
+    """Re-encrypt every token with the newest TOKEN_ENCRYPTION_KEYS key (all or nothing)."""
+    from backend.services.integrations.operator import run_rotate_key
+
+    _finish(run_rotate_key())
+
+
+@task(name="new-key")
+def tokens_new_key(c: Context) -> None:
+    """Print a fresh encryption key to put first in TOKEN_ENCRYPTION_KEYS."""
+    from backend.services.integrations.operator import run_new_key
+
+    _finish(run_new_key())
+
+
+tokens = Collection("tokens", tokens_list, tokens_revoke, tokens_rotate_key, tokens_new_key)
+namespace.add_collection(tokens)

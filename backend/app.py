@@ -1,7 +1,10 @@
-"""The ASGI application: ``create_app()`` builds it, ``/health`` says it is alive."""
+"""The ASGI application: ``create_app()`` builds it, ``/health`` says it is alive,
+``/ready`` says it can serve (its token store answers).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -9,9 +12,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from backend import __version__
+from backend.services.integrations.errors import TokenError
+from backend.services.integrations.factory import LazyTokenService
+from utils.port_manager import InvalidValue
 
 # uvicorn configures its own loggers only; log through its general one so lines show.
 logger = logging.getLogger("uvicorn.error")
@@ -26,17 +34,39 @@ class Health(BaseModel):
     uptime_seconds: float
 
 
+class Readiness(BaseModel):
+    """Readiness: 200 ``ready`` when the token store answers, else 503 with the reason."""
+
+    status: str
+    token_store: str | None = None
+    schema_version: int | None = None
+    reason: str | None = None
+
+
+READY_TIMEOUT = 3.0  # seconds; a readiness probe must answer quickly either way
+
+
+def _probe(tokens: LazyTokenService) -> Readiness:
+    """Build the token service if needed and run its cheap query (in a worker thread)."""
+    service = tokens.get()
+    version = service.ping()
+    return Readiness(status="ready", token_store=service.store.kind, schema_version=version)
+
+
 def create_app() -> FastAPI:
     """A fresh application (uvicorn calls this in each worker: ``factory=True``)."""
     started = time.monotonic()
+    tokens = LazyTokenService()  # built from the settings on first use, in this worker
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         logger.info("backend %s started in pid %d", __version__, os.getpid())
         yield
+        tokens.close()
         logger.info("backend in pid %d shut down gracefully", os.getpid())
 
     app = FastAPI(title="backend", version=__version__, lifespan=lifespan)
+    app.state.tokens = tokens
 
     @app.get("/health")
     async def health() -> Health:
@@ -46,5 +76,25 @@ def create_app() -> FastAPI:
             pid=os.getpid(),
             uptime_seconds=round(time.monotonic() - started, 3),
         )
+
+    last_reason: list[str | None] = [None]  # log a failure when it starts or changes only
+
+    @app.get("/ready", responses={503: {"model": Readiness}})
+    async def ready() -> JSONResponse:
+        try:
+            answer = await asyncio.wait_for(run_in_threadpool(_probe, tokens), READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            reason = f"the token store did not answer within {READY_TIMEOUT:g} s"
+        except (InvalidValue, TokenError) as failure:
+            reason = str(failure)
+        except Exception as failure:  # a probe must answer, whatever went wrong
+            reason = f"unexpected {type(failure).__name__} while checking the token store"
+        else:
+            last_reason[0] = None
+            return JSONResponse(answer.model_dump())
+        if reason != last_reason[0]:
+            logger.warning("not ready: %s", reason)
+            last_reason[0] = reason
+        return JSONResponse(Readiness(status="unavailable", reason=reason).model_dump(), 503)
 
     return app

@@ -8,22 +8,21 @@ that same socket on to their children.
 
 from __future__ import annotations
 
+import os
 import shlex
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from backend.settings import Settings, load_settings
 from utils import port_manager
-from utils.port_manager import InvalidValue, Listener, PortInUse
+from utils.port_manager import EXIT_OK, InvalidValue, Listener, PortInUse
 
 Mode = Literal["dev", "prod"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_FACTORY = "backend.app:create_app"
 WATCHED_DIRS = ("backend", "utils")
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,7 @@ def url_of(sock: socket.socket, host: str) -> str:
 
 def run(request: StartRequest, settings: Settings) -> int:
     """Bind, announce and serve until uvicorn stops (it re-raises SIGINT/SIGTERM itself)."""
-    try:
-        sock, moved = acquire_socket(request)
-    except StartRefused as refused:
-        sys.stderr.write(f"error: {refused}\n")
-        return EXIT_FAILED
+    sock, moved = acquire_socket(request)
     label = "dev" if request.mode == "dev" else "production"
     note = f" ({moved})" if moved else ""
     print(f"Backend ({label}) running at {url_of(sock, request.host)}{note}", flush=True)
@@ -187,15 +182,28 @@ def run(request: StartRequest, settings: Settings) -> int:
     return EXIT_OK
 
 
+def require_production_keys(settings: Settings) -> None:
+    """Production refuses to start without token keys (InvalidValue: exit 2 before binding)."""
+    from backend.services.integrations.keys import configured_keys
+
+    secret = settings.token_encryption_keys
+    configured_keys(secret.get_secret_value() if secret else None, production=True)
+
+
 def serve(mode: Mode, **flags: object) -> int:
     """The one entry point of every front end: validate, then run; returns the exit status."""
-    try:
+
+    def action() -> int:
         settings = load_settings()
         request = build_request(mode, settings=settings, **flags)  # type: ignore[arg-type]
-    except InvalidValue as invalid:
-        sys.stderr.write(f"error: {invalid}\n")
-        return EXIT_USAGE
-    return run(request, settings)
+        if mode == "prod":
+            require_production_keys(settings)
+            # The workers read APP_ENV too: a production start is production throughout.
+            os.environ["APP_ENV"] = "production"
+            settings = settings.model_copy(update={"app_env": "production"})
+        return run(request, settings)
+
+    return port_manager.guarded(action, (StartRefused,))
 
 
 def mode_from_env() -> Mode:
@@ -208,15 +216,11 @@ def mode_from_env() -> Mode:
 
 def cleanup_only(port: object = None, force: bool = False) -> int:
     """``--cleanup-port`` without a mode: free the port and exit (0 freed, 1 still held)."""
-    try:
-        settings = load_settings()
-        request = build_request("dev", port=port, settings=settings, cleanup_port=True)
+
+    def action() -> int:
+        request = build_request("dev", port=port, cleanup_port=True)
         free_port(request.port, force)
-    except InvalidValue as invalid:
-        sys.stderr.write(f"error: {invalid}\n")
-        return EXIT_USAGE
-    except StartRefused as refused:
-        sys.stderr.write(f"error: {refused}\n")
-        return EXIT_FAILED
-    print(f"Port {request.port} is free.")
-    return EXIT_OK
+        print(f"Port {request.port} is free.")
+        return EXIT_OK
+
+    return port_manager.guarded(action, (StartRefused,))

@@ -29,12 +29,28 @@ from utils import port_manager
 
 INVOKE = [PYTHON, "-m", "invoke"]
 BACKEND = [PYTHON, "-m", "backend"]
-SETTINGS = ("PORT", "HOST", "WEB_CONCURRENCY", "LOG_LEVEL", "APP_ENV", "FORWARDED_ALLOW_IPS")
+SETTINGS = (
+    "PORT",
+    "HOST",
+    "WEB_CONCURRENCY",
+    "LOG_LEVEL",
+    "APP_ENV",
+    "FORWARDED_ALLOW_IPS",
+    "TOKEN_ENCRYPTION_KEYS",
+    "DATABASE_URL",
+)
+
+
+PRODUCTION_KEY = "Wm9zMUtSZzNsY1hxN0xHbW5SeWJ4aDJQUnNjWTBWQkY="  # a test-only Fernet key
 
 
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     return {**env, "NO_COLOR": "1", **extra}
+
+
+def production_env(**extra: str) -> dict[str, str]:
+    return clean_env(TOKEN_ENCRYPTION_KEYS=PRODUCTION_KEY, **extra)
 
 
 def read_url(process: subprocess.Popen[bytes], timeout: float = 60) -> str:
@@ -146,7 +162,7 @@ def test_busy_port_is_refused_then_cleaned_up(processes: Processes) -> None:
 
 def test_prod_with_workers_and_sigterm_leaves_nothing(processes: Processes) -> None:
     port = fresh_port()
-    env = clean_env(PORT=str(port), WEB_CONCURRENCY="2", HOST="127.0.0.1")
+    env = production_env(PORT=str(port), WEB_CONCURRENCY="2", HOST="127.0.0.1")
     server, url = start_server(processes, [*INVOKE, "serve.prod"], env)
     assert port_of(url) == port
     deadline_poll(lambda: len(holder_pids(port)) == 3)
@@ -287,7 +303,7 @@ def test_production_never_drifts_off_a_busy_port(processes: Processes) -> None:
         capture_output=True,
         text=True,
         timeout=60,
-        env=clean_env(PORT=str(port), HOST="127.0.0.1"),
+        env=production_env(PORT=str(port), HOST="127.0.0.1"),
     )
     assert result.returncode == 1
     assert f"pid {holder.pid}" in result.stderr and "(PORT)" in result.stderr
@@ -305,7 +321,27 @@ def test_tasks_module_imports_no_server_code() -> None:
 
 def test_app_env_picks_the_mode_of_python_m_backend(processes: Processes) -> None:
     port = fresh_port()
-    env = clean_env(APP_ENV="production", PORT=str(port), HOST="127.0.0.1")
+    env = production_env(APP_ENV="production", PORT=str(port), HOST="127.0.0.1")
     server, url = start_server(processes, BACKEND, env)
     assert health(url)["status"] == "ok"
     assert holder_pids(port) == {server.pid}  # production: no reloader, one process
+
+
+@pytest.mark.parametrize(
+    ("keys", "named"),
+    [(None, "TOKEN_ENCRYPTION_KEYS is not set"), ("not-a-key", "TOKEN_ENCRYPTION_KEYS")],
+)
+def test_production_without_a_usable_key_does_not_start(keys: str | None, named: str) -> None:
+    port = str(fresh_port())
+    env = clean_env(PORT=port, HOST="127.0.0.1")
+    if keys is not None:
+        env["TOKEN_ENCRYPTION_KEYS"] = keys
+    for command in ([*INVOKE, "serve.prod"], [*BACKEND, "--production"]):
+        result = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
+        )
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1 and named in lines[0]
+        assert "not-a-key" not in result.stderr  # a secret setting is never echoed
+        assert port_manager.check(int(port)).free

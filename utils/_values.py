@@ -41,6 +41,7 @@ def resolve_host(host: str) -> tuple[str, ...]:
     if not host.strip():
         raise InvalidValue(f"host {host!r} is not valid: expected a hostname or an IP address")
     import socket
+
     try:
         infos = socket.getaddrinfo(host.strip(), None, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as error:

@@ -10,35 +10,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from utils import _render
+from utils import render
 from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
+from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, guarded
 from utils._values import InvalidValue, parse_port, parse_seconds
-
-EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
-
-
-def _error(message: str) -> int:
-    sys.stderr.write(f"error: {message}\n")
-    return EXIT_USAGE
 
 
 def _guarded(action: Callable[[], int]) -> int:
-    """Turn foreseeable failures into one line and an exit status, never a traceback."""
-    try:
-        return action()
-    except InvalidValue as invalid:
-        return _error(str(invalid))
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        return 130
-    except BrokenPipeError:
-        raise  # the reader left: main() ends quietly
-    except PermissionError as denied:
-        sys.stderr.write(f"error: permission denied: {denied}\n")
-        return EXIT_NO
-    except OSError as failure:
-        sys.stderr.write(f"error: {failure.strerror or failure}\n")
-        return EXIT_NO
+    return guarded(action, (OSError,))
 
 
 def _command(cmdline: Sequence[str] | None, name: str | None) -> str:
@@ -67,12 +46,12 @@ def _listener_table(rows: Sequence[object], colour: bool) -> str:
                 _pid(row.pid),
                 _pid(row.ppid),
                 row.user or "-",
-                _render.paint("yes", "green", colour) if row.project else "no",
+                render.paint("yes", "green", colour) if row.project else "no",
                 _command(row.cmdline, row.name),
             ]
         )
     headers = ["PORT", "ADDRESS", "FAMILY", "PID", "PPID", "USER", "PROJECT", "COMMAND"]
-    return _render.table(headers, cells, colour)
+    return render.table(headers, cells, colour)
 
 
 def _optional_host(host: str | None) -> str | None:
@@ -92,9 +71,9 @@ def run_list(*, all_listeners: bool = False, as_json: bool = False) -> int:
 
         rows = listeners(project_only=not all_listeners)
         if as_json:
-            _render.emit_json([row.as_dict() for row in rows])
+            render.emit_json([row.as_dict() for row in rows])
         elif rows:
-            print(_listener_table(rows, _render.colour_enabled(sys.stdout)))
+            print(_listener_table(rows, render.colour_enabled(sys.stdout)))
         elif all_listeners:
             print("No listening TCP sockets.")
         else:
@@ -112,16 +91,16 @@ def run_check(port: object, *, host: str | None = None, as_json: bool = False) -
 
         status = check(parse_port(port), _optional_host(host))
         if as_json:
-            _render.emit_json(status.as_dict())
+            render.emit_json(status.as_dict())
             return EXIT_OK if status.free else EXIT_NO
-        colour = _render.colour_enabled(sys.stdout)
+        colour = render.colour_enabled(sys.stdout)
         checked = [s.address for s in status.addresses if s.available]
         if status.free:
-            verdict = _render.paint("free", "green", colour)
+            verdict = render.paint("free", "green", colour)
             print(f"Port {status.port} is {verdict} on {', '.join(checked)}.")
             return EXIT_OK
         busy = [f"{s.address} ({s.reason})" for s in status.addresses if s.available and not s.free]
-        verdict = _render.paint("not free", "red", colour)
+        verdict = render.paint("not free", "red", colour)
         print(f"Port {status.port} is {verdict} on {', '.join(busy)}.")
         if status.holders:
             print(_listener_table(status.holders, colour))
@@ -141,7 +120,7 @@ def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = F
         first = parse_port(start, "start port")
         port = find(first, _optional_host(host))
         if as_json:
-            _render.emit_json({"port": port, "start": first, "host": host})
+            render.emit_json({"port": port, "start": first, "host": host})
         else:
             print(port)
         return EXIT_OK
@@ -167,20 +146,20 @@ def run_cleanup(
         result = cleanup(number, force=force, grace=seconds, dry_run=dry_run)
         success = not result.refused if dry_run else result.freed
         if as_json:
-            _render.emit_json(result.as_dict())
+            render.emit_json(result.as_dict())
             return EXIT_OK if success else EXIT_NO
-        colour = _render.colour_enabled(sys.stdout)
+        colour = render.colour_enabled(sys.stdout)
         rows = [[_pid(o.pid), o.name or "-", o.how] for o in result.stopped]
         rows += [[_pid(o.pid), o.name or "-", f"refused: {o.reason}"] for o in result.refused]
         if rows:
-            print(_render.table(["PID", "NAME", "RESULT"], rows, colour))
+            print(render.table(["PID", "NAME", "RESULT"], rows, colour))
         if dry_run:
             print(f"Dry run: nothing was stopped; port {number} is still as it was.")
         elif result.freed:
-            freed = _render.paint("free", "green", colour)
+            freed = render.paint("free", "green", colour)
             print(f"Port {number} is {freed} ({result.seconds:.2f} s).")
         else:
-            held = _render.paint("still held", "red", colour)
+            held = render.paint("still held", "red", colour)
             print(f"Port {number} is {held} after {result.seconds:.2f} s.")
             if result.still_held:
                 print(_listener_table(result.still_held, colour))
@@ -211,7 +190,7 @@ def run_wait(
             raise InvalidValue("--http and --free are not valid together: choose one condition")
         result = wait(number, _optional_host(host), timeout=seconds, free=free, http_path=http)
         if as_json:
-            _render.emit_json(result.as_dict())
+            render.emit_json(result.as_dict())
             return EXIT_OK if result.reached else EXIT_NO
         goal = {
             "open": "to accept connections",

@@ -29,6 +29,7 @@ from utils._binding import (
     find,
     reserve,
 )
+from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, error_line, guarded
 from utils._holders import PROJECT_ROOT, Listener, listeners, runs_project_code
 from utils._stopping import CleanupResult, Outcome, cleanup
 from utils._values import InvalidValue, parse_port, parse_seconds, resolve_host
@@ -42,6 +43,9 @@ __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_START_PORT",
     "DEFAULT_WAIT_SECONDS",
+    "EXIT_NO",
+    "EXIT_OK",
+    "EXIT_USAGE",
     "LOCAL_ADDRESSES",
     "PROJECT_ROOT",
     "AddressStatus",
@@ -54,7 +58,9 @@ __all__ = [
     "WaitResult",
     "check",
     "cleanup",
+    "error_line",
     "find",
+    "guarded",
     "listeners",
     "parse_port",
     "parse_seconds",
