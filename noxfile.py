@@ -12,6 +12,7 @@ and discoverable (on PATH or via pyenv). A missing interpreter is an error, not 
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import nox
@@ -53,10 +54,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff (no files are changed)."""
+    """Check style and formatting with ruff, the YAML files and the Dockerfile (no changes)."""
     _install_dev(session)
     session.run("ruff", "check", ".", *session.posargs)
     session.run("ruff", "format", "--check", ".")
+    session.run("yamllint", "--strict", ".")  # configuration: .yamllint
+    if sys.platform == "win32":
+        session.warn("hadolint: no Windows build on PyPI; Dockerfile not linted")
+    else:
+        session.run("hadolint", "Dockerfile")
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -1,0 +1,737 @@
+"""The deployment files agree with the code they deploy.
+
+No container engine or cluster is needed: every file is parsed and held against the real
+application (``backend.app.create_app()``'s routes), the real settings
+(``backend.settings.Settings``), the real nox sessions (``noxfile``) and ``.ci/run``.
+A renamed endpoint, setting, port or session makes one of these tests fail.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import re
+import shlex
+import sys
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import yaml
+from fastapi.routing import APIRoute
+from nox import registry
+from pydantic import ValidationError
+
+import noxfile
+from backend import app as app_module
+from backend import server
+from backend.app import create_app
+from backend.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+COMPOSE = ROOT / "compose.yaml"
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+CI_RUN = ROOT / ".ci" / "run"
+
+# Variables of the interpreter and its tools, not of the backend's settings.
+TOOL_VARIABLES = re.compile(r"^(PATH|PYTHON\w*|PIP_\w+|VIRTUAL_ENV|LANG|LC_\w+)$")
+
+
+# --------------------------------------------------------------------------- the code
+
+
+@pytest.fixture(scope="module")
+def app_routes() -> dict[str, set[str]]:
+    """Path -> HTTP methods, read from the application itself."""
+    routes: dict[str, set[str]] = {}
+    for route in create_app().routes:
+        if isinstance(route, APIRoute):
+            routes.setdefault(route.path, set()).update(route.methods)
+    return routes
+
+
+def settings_variables() -> dict[str, str]:
+    """Environment variable name -> Settings field name, as pydantic-settings reads them."""
+    prefix = str(Settings.model_config.get("env_prefix") or "")
+    names: dict[str, str] = {}
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias if isinstance(info.validation_alias, str) else None
+        names[(alias or prefix + name).upper()] = name
+    return names
+
+
+def default_port() -> int:
+    port = Settings.model_fields["port"].default
+    assert isinstance(port, int)
+    return port
+
+
+def assert_known_variables(names: set[str], where: str) -> None:
+    unknown = {name for name in names if not TOOL_VARIABLES.match(name)} - set(settings_variables())
+    assert not unknown, (
+        f"{where} sets {sorted(unknown)}, which backend/settings.py does not read "
+        f"(it reads {sorted(settings_variables())})"
+    )
+
+
+def assert_valid_values(values: dict[str, str], where: str) -> None:
+    """Settings accepts every literal value (errors about other, unset fields do not count)."""
+    variables = settings_variables()
+    given = {name: value for name, value in values.items() if name in variables}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in variables:
+            patch.delenv(name, raising=False)
+        for name, value in given.items():
+            patch.setenv(name, value)
+        try:
+            Settings()
+        except ValidationError as invalid:
+            fields = {variables[name] for name in given}
+            bad = [e for e in invalid.errors() if e["loc"] and e["loc"][0] in fields]
+            assert not bad, f"{where}: Settings rejects {bad}"
+
+
+def assert_served(path: str, routes: dict[str, set[str]], where: str) -> None:
+    assert "GET" in routes.get(path, set()), (
+        f"{where} requests GET {path}, which the app does not serve (it serves {sorted(routes)})"
+    )
+
+
+def stdlib_only(code: str) -> set[str]:
+    """The top-level modules a snippet imports; fails unless all are in the standard library."""
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    outside = imported - set(sys.stdlib_module_names)
+    assert not outside, f"health check imports {sorted(outside)}: not in the standard library"
+    return imported
+
+
+def requested_url(code: str, monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str:
+    """Run a ``python -c`` health check with urlopen replaced; return the URL it opens."""
+    opened: list[str] = []
+
+    def fake_urlopen(url: object, *args: object, **kwargs: object) -> None:
+        opened.append(url if isinstance(url, str) else getattr(url, "full_url", str(url)))
+
+    for name in settings_variables():
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    exec(compile(code, "<healthcheck>", "exec"), {"__name__": "__healthcheck__"})
+    assert len(opened) == 1, f"the health check opened {opened}"
+    return opened[0]
+
+
+# --------------------------------------------------------------------------- Dockerfile
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+    args: dict[str, str] = field(default_factory=dict)
+
+    def all(self, keyword: str) -> list[str]:
+        return [value for key, value in self.instructions if key == keyword]
+
+
+def substitute(text: str, args: dict[str, str]) -> str:
+    return re.sub(
+        r"\$\{(\w+)\}|\$(\w+)",
+        lambda m: args.get(m.group(1) or m.group(2), m.group(0)),
+        text,
+    )
+
+
+def dockerfile_stages() -> list[Stage]:
+    """The stages of the Dockerfile, instructions joined over line continuations."""
+    logical: list[str] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        logical.append(pending + line)
+        pending = ""
+    assert not pending, "the Dockerfile ends inside a line continuation"
+    global_args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical:
+        keyword, _, rest = line.partition(" ")
+        keyword, rest = keyword.upper(), rest.strip()
+        scope = stages[-1].args if stages else global_args
+        if keyword == "ARG":
+            name, _, default = rest.partition("=")
+            scope[name] = substitute(default, scope)
+        if keyword == "FROM":
+            match = re.fullmatch(r"(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE)
+            assert match, f"cannot read FROM {rest!r}"
+            stages.append(
+                Stage(substitute(match.group(1), global_args), match.group(2) or "", [], {})
+            )
+        elif stages:
+            stages[-1].instructions.append((keyword, substitute(rest, stages[-1].args)))
+        else:
+            assert keyword == "ARG", f"{keyword} before the first FROM"
+    return stages
+
+
+def exec_form(value: str) -> list[str]:
+    try:
+        argv = json.loads(value)
+    except json.JSONDecodeError:
+        pytest.fail(f"{value!r} is not in exec (JSON) form")
+    assert isinstance(argv, list) and all(isinstance(a, str) for a in argv)
+    return argv
+
+
+def env_instructions(stage: Stage) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for value in stage.all("ENV"):
+        for token in shlex.split(value):
+            name, equals, setting = token.partition("=")
+            assert equals, f"write ENV as NAME=value: {value!r}"
+            values[name] = setting
+    return values
+
+
+def healthcheck_code(stage: Stage) -> str:
+    healthchecks = stage.all("HEALTHCHECK")
+    assert len(healthchecks) == 1, "the image needs exactly one HEALTHCHECK"
+    options, command, argv_text = healthchecks[0].partition("CMD ")
+    assert command, f"HEALTHCHECK without CMD: {healthchecks[0]!r}"
+    assert "--interval" in options and "--timeout" in options
+    argv = exec_form(argv_text)
+    assert argv[:2] == ["python", "-c"] and len(argv) == 3, argv
+    return argv[2]
+
+
+def test_dockerfile_is_multi_stage_on_a_slim_python_that_ci_tests() -> None:
+    stages = dockerfile_stages()
+    assert len(stages) >= 2, "build and runtime stages"
+    assert all(stage.name for stage in stages), "every stage is named (FROM ... AS name)"
+    runtime = stages[-1]
+    repository, _, tag = runtime.base.partition(":")
+    assert repository in {"python", "docker.io/library/python"}, runtime.base
+    assert "slim" in tag, f"the runtime base {runtime.base} is not a slim image"
+    version = tag.split("-")[0]
+    assert version in noxfile.PYTHONS, (
+        f"the image runs Python {version}; CI tests {noxfile.PYTHONS}"
+    )
+    earlier = {stage.name for stage in stages[:-1]}
+    copied_from = {
+        option.removeprefix("--from=")
+        for value in runtime.all("COPY")
+        for option in value.split()
+        if option.startswith("--from=")
+    }
+    assert copied_from & earlier, "the runtime stage copies its dependencies from a build stage"
+
+
+def test_dockerfile_installs_requirements_txt() -> None:
+    stages = dockerfile_stages()
+    copied = {
+        dest
+        for stage in stages
+        for value in stage.all("COPY")
+        if not value.startswith("--from")
+        for *sources, dest in [value.split()]
+        if "requirements.txt" in sources
+    }
+    assert copied, "requirements.txt is copied into a stage"
+    targets = {
+        match.group(1)
+        for stage in stages
+        for run in stage.all("RUN")
+        if (match := re.search(r"pip\b.*\binstall\b.*\s-r\s+(\S+)", run))
+    }
+    assert targets, "a RUN installs with pip install -r"
+    assert targets <= copied, f"pip installs {targets}; requirements.txt is copied to {copied}"
+    assert "requirements-dev" not in DOCKERFILE.read_text(), "dev tooling stays out of the image"
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    runtime = dockerfile_stages()[-1]
+    users = runtime.all("USER")
+    assert users, "the runtime stage sets USER"
+    user = users[-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert user.isdigit(), "a numeric uid lets Kubernetes verify runAsNonRoot"
+    keywords = [key for key, _ in runtime.instructions]
+    last_user = max(i for i, key in enumerate(keywords) if key == "USER")
+    assert "RUN" not in keywords[last_user:], "no RUN after USER: the image ends non-root"
+
+
+def test_dockerfile_cmd_starts_production_from_the_environment() -> None:
+    runtime = dockerfile_stages()[-1]
+    assert not runtime.all("ENTRYPOINT")
+    commands = runtime.all("CMD")
+    assert len(commands) == 1
+    argv = exec_form(commands[0])
+    assert argv == ["python", "-m", "backend", "--production"], argv
+    # Nothing pins what HOST, PORT and WEB_CONCURRENCY decide.
+    assert not {"--host", "--port", "--workers"} & set(argv)
+
+
+def test_dockerfile_port_and_environment_match_the_settings() -> None:
+    runtime = dockerfile_stages()[-1]
+    env = env_instructions(runtime)
+    assert_known_variables(set(env), "Dockerfile ENV")
+    assert_valid_values(env, "Dockerfile ENV")
+    assert {"HOST", "PORT", "WEB_CONCURRENCY"} <= set(settings_variables())
+    exposed = {int(port.split("/")[0]) for value in runtime.all("EXPOSE") for port in value.split()}
+    assert exposed == {default_port()}, f"EXPOSE {exposed}, default PORT {default_port()}"
+    assert int(env.get("PORT", default_port())) == default_port()
+
+
+def test_dockerfile_healthcheck_uses_stdlib_and_a_served_path(
+    app_routes: dict[str, set[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code = healthcheck_code(dockerfile_stages()[-1])
+    assert "urllib" in stdlib_only(code)
+    # It follows PORT: run it with another port and see where it goes.
+    url = urlsplit(requested_url(code, monkeypatch, {"PORT": "18123"}))
+    assert (url.hostname, url.port) == ("127.0.0.1", 18123), url
+    assert_served(url.path, app_routes, "the Dockerfile HEALTHCHECK")
+    unset = urlsplit(requested_url(code, monkeypatch, {}))
+    assert unset.port == default_port()
+    monkeypatch.undo()
+    assert get_status(url.path) == 200
+
+
+def get_status(path: str) -> int:
+    """GET ``path`` from the application in process (no server, no network)."""
+
+    async def request() -> int:
+        transport = httpx.ASGITransport(app=create_app())
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return (await client.get(path)).status_code
+
+    return asyncio.run(request())
+
+
+def dockerignore_excludes(path: str) -> bool:
+    """Docker's rule: the last pattern matching the path or one of its parents decides."""
+    patterns: list[tuple[bool, re.Pattern[str]]] = []
+    for raw in DOCKERIGNORE.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate = line.startswith("!")
+        pattern = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+        regex = ""
+        for part in re.split(r"(\*\*/?|\*|\?)", pattern):
+            if part in {"**", "**/"}:
+                regex += "(?:.*/)?" if part == "**/" else ".*"
+            elif part == "*":
+                regex += "[^/]*"
+            elif part == "?":
+                regex += "[^/]"
+            else:
+                regex += re.escape(part)
+        patterns.append((negate, re.compile(regex)))
+    parts = path.split("/")
+    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    excluded = False
+    for negate, regex in patterns:
+        if any(regex.fullmatch(candidate) for candidate in candidates):
+            excluded = not negate
+    return excluded
+
+
+def test_dockerignore_sends_what_the_dockerfile_copies_and_nothing_private() -> None:
+    sources: set[str] = set()
+    for stage in dockerfile_stages():
+        for value in stage.all("COPY"):
+            if "--from=" not in value:
+                sources.update(s.rstrip("/") for s in value.split()[:-1] if not s.startswith("--"))
+    assert sources, "the Dockerfile copies files from the context"
+    for source in sources:
+        assert (ROOT / source).exists(), f"COPY {source}: no such file in the repository"
+        files = [ROOT / source] if (ROOT / source).is_file() else (ROOT / source).rglob("*.py")
+        for path in files:
+            relative = path.relative_to(ROOT).as_posix()
+            if "__pycache__" not in relative:
+                assert not dockerignore_excludes(relative), f".dockerignore drops {relative}"
+    for private in (
+        ".git/HEAD",
+        ".venv/bin/python",
+        ".ci-venv/bin/python",
+        ".nox/tests-3-11/bin/python",
+        ".env",
+        "tests/test_serve.py",
+        "backend/__pycache__/app.cpython-313.pyc",
+        "compose.yaml",
+    ):
+        assert dockerignore_excludes(private), f".dockerignore lets {private} into the context"
+
+
+# --------------------------------------------------------------------------- compose
+
+
+def interpolate(text: str) -> str:
+    """Compose's ${VAR:-default} with nothing set: the default ($$ is a literal $)."""
+    result = re.sub(r"\$\{\w+:?-([^}]*)\}", r"\1", text)
+    assert not re.search(r"\$(?!\$)", result), f"{text!r} needs a variable without a default"
+    return result.replace("$$", "$")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    document = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(document, dict)
+    return document
+
+
+def backend_service(compose: dict[str, Any]) -> dict[str, Any]:
+    service = compose["services"]["backend"]
+    assert isinstance(service, dict)
+    return service
+
+
+def compose_environment(service: dict[str, Any]) -> dict[str, str | None]:
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.partition("=")[::2] if "=" in item else (item, None) for item in env)
+    return {name: None if value is None else interpolate(str(value)) for name, value in env.items()}
+
+
+def test_compose_backend_is_the_dev_server_on_mounted_source(compose: dict[str, Any]) -> None:
+    service = backend_service(compose)
+    build = service["build"]
+    context = build if isinstance(build, str) else build.get("context", ".")
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    assert (ROOT / context / dockerfile).resolve() == DOCKERFILE
+    command = service["command"]
+    argv = shlex.split(command) if isinstance(command, str) else command
+    assert argv[:3] == ["python", "-m", "backend"] and "--dev" in argv, argv
+    assert "--no-reload" not in argv
+    assert argv[argv.index("--host") + 1] == "0.0.0.0", "127.0.0.1 is unreachable from outside"
+    workdir = dockerfile_stages()[-1].all("WORKDIR")[-1]
+    mounts: dict[str, str] = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target = volume.split(":")[:2]
+        else:
+            source, target = volume["source"], volume["target"]
+        mounts[target] = source
+    for watched in server.WATCHED_DIRS:  # what --dev reloads on
+        target = f"{workdir}/{watched}"
+        assert target in mounts, f"{watched}/ is not mounted at {target}: no reload on edit"
+        assert (ROOT / mounts[target]).resolve() == ROOT / watched
+
+
+def test_compose_environment_is_the_settings(compose: dict[str, Any]) -> None:
+    env = compose_environment(backend_service(compose))
+    assert_known_variables(set(env), "compose.yaml backend environment")
+    assert_valid_values({k: v for k, v in env.items() if v is not None}, "compose.yaml")
+
+
+def test_compose_port_and_healthcheck_match_the_code(
+    compose: dict[str, Any], app_routes: dict[str, set[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = backend_service(compose)
+    env = compose_environment(service)
+    container_port = int(env.get("PORT") or default_port())
+    assert container_port == default_port()
+    (mapping,) = service["ports"]
+    published = re.fullmatch(
+        r"(?:(?P<ip>[\d.]+|\[[\da-fA-F:]+\]):)?(?P<host>\$\{\w+:-\d+\}):(?P<container>\d+)(?:/tcp)?",
+        str(mapping),
+    )
+    assert published, f"{mapping!r}: publish HOST_IP:${{VARIABLE:-default}}:CONTAINER_PORT"
+    assert int(published["container"]) == container_port
+    assert 1 <= int(interpolate(published["host"])) <= 65535
+    test = service["healthcheck"]["test"]
+    assert test[0] == "CMD" and test[1:3] == ["python", "-c"], test
+    assert "urllib" in stdlib_only(test[3])
+    url = urlsplit(requested_url(test[3], monkeypatch, {}))
+    assert url.port == container_port
+    assert_served(url.path, app_routes, "the compose health check")
+
+
+def test_compose_backend_uses_the_postgres_service(compose: dict[str, Any]) -> None:
+    service = backend_service(compose)
+    url = urlsplit(compose_environment(service)["DATABASE_URL"] or "")
+    assert url.scheme.startswith("postgres"), url
+    database = compose["services"][url.hostname]
+    assert "postgres" in database["image"], database["image"]
+    db_env = database["environment"]
+    assert (url.username, url.password, url.path.lstrip("/"), url.port or 5432) == (
+        db_env["POSTGRES_USER"],
+        db_env["POSTGRES_PASSWORD"],
+        db_env["POSTGRES_DB"],
+        5432,
+    )
+    assert service["depends_on"][url.hostname]["condition"] == "service_healthy"
+    assert "pg_isready" in " ".join(database["healthcheck"]["test"])
+
+
+# --------------------------------------------------------------------------- Kubernetes
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[str, dict[str, Any]]:
+    """kind -> the one object of that kind under deploy/kubernetes."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            assert isinstance(document, dict) and "kind" in document, path
+            assert document["kind"] not in found, f"two {document['kind']} objects"
+            found[document["kind"]] = document
+    return found
+
+
+def container(manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    (only,) = manifests["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert isinstance(only, dict)
+    return only
+
+
+def literal_env(spec: dict[str, Any]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in spec.get("env", []):
+        if "value" in item:
+            assert isinstance(item["value"], str), f"{item['name']}: Kubernetes needs a string"
+            env[item["name"]] = item["value"]
+    return env
+
+
+def quantity(text: object) -> float:
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    match = re.fullmatch(r"([\d.]+)([A-Za-z]*)", str(text))
+    assert match, f"not a quantity: {text!r}"
+    return float(match.group(1)) * units.get(match.group(2), 1)
+
+
+def test_kubernetes_objects_fit_together(manifests: dict[str, dict[str, Any]]) -> None:
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler"} <= set(manifests)
+    deployment, service, hpa = (
+        manifests[kind] for kind in ("Deployment", "Service", "HorizontalPodAutoscaler")
+    )
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert service["spec"]["selector"].items() <= labels.items()
+    port_names = {port["name"]: port["containerPort"] for port in container(manifests)["ports"]}
+    for port in service["spec"]["ports"]:
+        target = port["targetPort"]
+        assert target in port_names or target in port_names.values(), target
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["apiVersion"], target["kind"], target["name"]) == (
+        deployment["apiVersion"],
+        "Deployment",
+        deployment["metadata"]["name"],
+    )
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    kustomization = manifests.get("Kustomization")
+    if kustomization:
+        listed = set(kustomization["resources"])
+        assert listed == {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
+        image_names = {image["name"] for image in kustomization.get("images", [])}
+        assert container(manifests)["image"].split(":")[0] in image_names
+
+
+def test_kubernetes_resources_fit_the_autoscaler(manifests: dict[str, dict[str, Any]]) -> None:
+    resources = container(manifests)["resources"]
+    for name in ("cpu", "memory"):
+        request, limit = resources["requests"][name], resources["limits"][name]
+        assert quantity(request) <= quantity(limit), f"{name}: request {request} > limit {limit}"
+    for metric in manifests["HorizontalPodAutoscaler"]["spec"]["metrics"]:
+        if metric["type"] == "Resource":
+            assert metric["resource"]["name"] in resources["requests"], (
+                "a utilization target needs a request to be relative to"
+            )
+
+
+def test_kubernetes_port_and_environment_match_the_settings(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    spec = container(manifests)
+    ports = [port["containerPort"] for port in spec["ports"]]
+    assert ports == [default_port()], f"containerPort {ports}, default PORT {default_port()}"
+    env = literal_env(spec)
+    assert int(env["PORT"]) == default_port(), "PORT must be the container port"
+    assert_known_variables({item["name"] for item in spec["env"]}, "the Deployment")
+    assert_valid_values(env, "the Deployment")
+
+
+def test_kubernetes_probes_ask_paths_the_app_serves(
+    manifests: dict[str, dict[str, Any]], app_routes: dict[str, set[str]]
+) -> None:
+    spec = container(manifests)
+    ports = {port["name"]: port["containerPort"] for port in spec["ports"]}
+    expected = {"livenessProbe": "/health", "readinessProbe": "/ready"}
+    for probe, path in expected.items():
+        get = spec[probe]["httpGet"]
+        assert get["path"] == path, f"{probe} should ask {path}"
+        assert get["port"] in ports or get["port"] in ports.values()
+        assert_served(path, app_routes, f"the {probe}")
+    # /ready bounds its own check; the probe waits longer, so it gets the answer.
+    ready_timeout = getattr(app_module, "READY_TIMEOUT", None)
+    if ready_timeout is not None:
+        assert spec["readinessProbe"].get("timeoutSeconds", 1) > ready_timeout
+    if "startupProbe" in spec:
+        assert_served(spec["startupProbe"]["httpGet"]["path"], app_routes, "the startupProbe")
+
+
+def test_kubernetes_grace_period_outlasts_the_graceful_shutdown(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    spec = container(manifests)
+    env = literal_env(spec)
+    default = Settings.model_fields["graceful_shutdown_timeout"].default
+    timeout = int(env.get("GRACEFUL_SHUTDOWN_TIMEOUT", default))
+    pre_stop = 0
+    command = spec.get("lifecycle", {}).get("preStop", {}).get("exec", {}).get("command", [])
+    if command:
+        assert command[0] == "sleep", command
+        pre_stop = int(command[1])
+    grace = pod["terminationGracePeriodSeconds"]
+    assert grace > pre_stop + timeout, (
+        f"terminationGracePeriodSeconds {grace} <= preStop {pre_stop} s + "
+        f"GRACEFUL_SHUTDOWN_TIMEOUT {timeout} s: requests would be cut by SIGKILL"
+    )
+
+
+def test_kubernetes_runs_the_image_user_on_writable_volumes(
+    manifests: dict[str, dict[str, Any]],
+) -> None:
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    spec = container(manifests)
+    security = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
+    assert security["runAsNonRoot"] is True
+    image_uid = dockerfile_stages()[-1].all("USER")[-1].split(":")[0]
+    assert str(security["runAsUser"]) == image_uid, "the pod and the image agree on the uid"
+    assert security.get("allowPrivilegeEscalation") is False
+    if security.get("readOnlyRootFilesystem"):
+        mounts = {mount["mountPath"] for mount in spec.get("volumeMounts", [])}
+        data_dir = literal_env(spec).get("DATA_DIR")
+        assert data_dir in mounts, "with a read-only root, DATA_DIR must be a mounted volume"
+
+
+# --------------------------------------------------------------------------- CI workflow
+
+
+def nox_invocations(script: str) -> Iterator[list[str]]:
+    """The session names of every ``nox -s ...`` command a shell script runs."""
+    for raw in re.sub(r"\\\n", " ", script).splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "echo", "printf", "section")):
+            continue
+        lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+        lexer.whitespace_split = True
+        tokens = list(lexer)
+        if not any(t == "nox" or t.endswith("/nox") for t in tokens):
+            continue
+        if "-s" not in tokens and "--sessions" not in tokens:
+            continue
+        start = tokens.index("-s" if "-s" in tokens else "--sessions") + 1
+        names: list[str] = []
+        for token in tokens[start:]:
+            if token.startswith("-") or not re.fullmatch(r"[\w.\-]+", token):
+                break
+            names.append(token)
+        yield names
+
+
+def concrete(names: list[str]) -> set[tuple[str, str]]:
+    """Expand session names to (session, python) pairs, as nox would run them."""
+    sessions = registry.get()
+    runs: set[tuple[str, str]] = set()
+    for name in names:
+        base, _, python = name.partition("-")
+        assert base in sessions, f"nox has no session {base!r} (it has {sorted(sessions)})"
+        pythons = sessions[base].python
+        available = [pythons] if isinstance(pythons, str) else list(pythons or [])
+        if python:
+            assert python in available, f"{name}: {base} does not run on Python {python}"
+        runs.update((base, p) for p in ([python] if python else available))
+    return runs
+
+
+def ci_run_sessions() -> set[tuple[str, str]]:
+    runs: set[tuple[str, str]] = set()
+    for names in nox_invocations(CI_RUN.read_text()):
+        runs |= concrete(names)
+    return runs
+
+
+def workflow_jobs() -> dict[str, Any]:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert {"push", "pull_request"} <= set(triggers), triggers
+    jobs = workflow["jobs"]
+    assert isinstance(jobs, dict)
+    return jobs
+
+
+def workflow_sessions() -> dict[str, set[tuple[str, str]]]:
+    """Job name (one per matrix entry) -> the (session, python) pairs it runs."""
+    per_job: dict[str, set[tuple[str, str]]] = {}
+    for job_name, job in workflow_jobs().items():
+        matrix = job.get("strategy", {}).get("matrix", {})
+        axes = {key: values for key, values in matrix.items() if isinstance(values, list)}
+        assert len(axes) <= 1, f"{job_name}: one matrix axis expected"
+        entries = [{key: str(value)} for key, values in axes.items() for value in values] or [{}]
+        for entry in entries:
+
+            def expand(text: object, entry: dict[str, str] = entry) -> str:
+                return re.sub(
+                    r"\$\{\{\s*matrix\.([\w-]+)\s*\}\}", lambda m: entry[m.group(1)], str(text)
+                )
+
+            python = ""
+            runs: set[tuple[str, str]] = set()
+            for step in job["steps"]:
+                if str(step.get("uses", "")).startswith("actions/setup-python"):
+                    python = expand(step["with"]["python-version"])
+                for names in nox_invocations(expand(step.get("run", ""))):
+                    runs |= concrete(names)
+            for session, session_python in runs:
+                assert session_python == python, (
+                    f"{job_name}: {session} needs Python {session_python}; the job sets up {python}"
+                )
+            if runs:
+                per_job[f"{job_name}{entry}"] = runs
+    return per_job
+
+
+def test_workflow_runs_the_sessions_of_ci_run() -> None:
+    expected = ci_run_sessions()
+    assert {session for session, _ in expected} == {"tests", "lint", "typecheck"}
+    jobs = workflow_sessions()
+    ran = set().union(*jobs.values())
+    assert ran == expected, f"the workflow runs {sorted(ran)}, .ci/run runs {sorted(expected)}"
+    # Tests once per Python, each in its own job; lint and typecheck once.
+    test_jobs = [runs for runs in jobs.values() if any(s == "tests" for s, _ in runs)]
+    assert len(test_jobs) == len(noxfile.PYTHONS) and all(len(r) == 1 for r in test_jobs)
+    for once in ("lint", "typecheck"):
+        assert sum(1 for runs in jobs.values() for s, _ in runs if s == once) == 1
+
+
+def test_workflow_matrix_is_the_noxfile_pythons() -> None:
+    tests_job = workflow_jobs()["tests"]
+    versions = [str(v) for v in tests_job["strategy"]["matrix"]["python-version"]]
+    assert versions == noxfile.PYTHONS
+    assert tests_job["strategy"].get("fail-fast") is False, "one failing Python hides the others"
