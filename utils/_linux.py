@@ -22,6 +22,9 @@ _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _TCP_LISTEN = 10
 _IPPROTO_TCP = 6
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+# inet_diag_msg: family, state, timer, retrans, then the sockid (sport and dport
+# big-endian, src[16], dst[16], if, cookie[2]), expires, rqueue, wqueue, uid, inode.
+_MESSAGE = struct.Struct("=4x2s2x16s44xI")  # -> sport, src, inode
 _FAMILY_NAMES: dict[int, str] = {int(AF_INET): "IPv4", int(AF_INET6): "IPv6"}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -43,27 +46,26 @@ def _netlink_dump(family: int, port: int | None, found: Sockets) -> None:
     )
     name = _FAMILY_NAMES[family]
     width = 4 if family == AF_INET else 16
+    addresses: dict[bytes, str] = {}  # most sockets share a few addresses: decode each once
     with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as link:
         link.sendall(header + request)
         buffer = bytearray(1 << 18)
         while True:
             size = link.recv_into(buffer)
-            data = memoryview(buffer)[:size]
             offset = 0
             while offset + _HEADER.size <= size:
-                length, kind, _, _, _ = _HEADER.unpack_from(data, offset)
+                length, kind, _, _, _ = _HEADER.unpack_from(buffer, offset)
                 if kind == _NLMSG_DONE:
                     return
                 if kind == _NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", data, offset + 16)[0]
+                    code = -struct.unpack_from("=i", buffer, offset + 16)[0]
                     raise OSError(code, os.strerror(code))
-                body = offset + _HEADER.size
-                # inet_diag_msg: family, state, timer, retrans, then sockid (sport, dport
-                # big-endian, src[16], dst[16], if, cookie[2]), expires, queues, uid, inode.
-                sock_port = (data[body + 4] << 8) | data[body + 5]
+                raw_port, source, inode = _MESSAGE.unpack_from(buffer, offset + _HEADER.size)
+                sock_port = int.from_bytes(raw_port, "big")
                 if port is None or sock_port == port:
-                    address = inet_ntop(family, bytes(data[body + 8 : body + 8 + width]))
-                    inode = struct.unpack_from("=I", data, body + 68)[0]
+                    address = addresses.get(source)
+                    if address is None:
+                        address = addresses[source] = inet_ntop(family, source[:width])
                     found[inode] = (name, address, sock_port)
                 offset += (length + 3) & ~3
             if size == 0:
