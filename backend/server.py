@@ -9,7 +9,6 @@ that same socket on to their children.
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +47,7 @@ def describe(holders: tuple[Listener, ...] | list[Listener]) -> str:
         if holder.pid is None:
             parts.append("a process the operating system does not name")
         elif holder.ppid not in pids:
-            command = shlex.join(holder.cmdline) if holder.cmdline else holder.name or "?"
+            command = holder.command
             workers = sum(1 for other in holders if other.ppid == holder.pid)
             extra = f" and {workers} worker{'s' if workers > 1 else ''}" if workers else ""
             parts.append(f"pid {holder.pid}: {command}{extra}")

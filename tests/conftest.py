@@ -121,15 +121,17 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
     )
 
 
-def run_invoke(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """``invoke ARGS`` from the repository root."""
+def run_invoke(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``invoke ARGS`` from the repository root (in ``env``, else this one without colour)."""
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
+        env=env if env is not None else {**os.environ, "NO_COLOR": "1"},
     )
 
 

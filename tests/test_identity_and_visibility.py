@@ -22,7 +22,7 @@ def test_a_process_that_is_gone_is_reported_as_already_gone(processes: Processes
     sleeper.kill()
     sleeper.wait(timeout=10)
     result = _stopping.CleanupResult(port=0)
-    _stopping._stop_groups(_stopping._Plan({sleeper.pid: [facts]}, []), 1.0, result)
+    _stopping._stop_groups({sleeper.pid: [facts]}, 1.0, result)
     assert [(o.pid, o.how) for o in result.stopped] == [(sleeper.pid, "already gone")]
 
 
@@ -57,29 +57,23 @@ def test_an_owner_hidden_from_the_user_is_refused_with_a_message(processes: Proc
     port = fresh_port()
     server = processes.start([SYSTEM_PYTHON, "-c", listener_script(), str(port)])
     deadline_poll(lambda: server.pid in holder_pids(port))
-    tool = [SYSTEM_PYTHON, str(ROOT / "utils" / "port_manager.py")]
-    env = {"PATH": os.environ.get("PATH", ""), "NO_COLOR": "1"}
-    listed = subprocess.run(
-        [*tool, "list", "--all", "--json"],
-        cwd="/",
-        user="nobody",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+
+    def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SYSTEM_PYTHON, str(ROOT / "utils" / "port_manager.py"), *args],
+            cwd="/",
+            user="nobody",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"PATH": os.environ.get("PATH", ""), "NO_COLOR": "1"},
+        )
+
+    listed = as_nobody("list", "--all", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = [row for row in json.loads(listed.stdout) if row["port"] == port]
     assert [row["pid"] for row in rows] == [None]
-    result = subprocess.run(
-        [*tool, "cleanup", str(port), "--force", "--json"],
-        cwd="/",
-        user="nobody",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    result = as_nobody("cleanup", str(port), "--force", "--json")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     (refusal,) = json.loads(result.stdout)["refused"]

@@ -107,6 +107,16 @@ def tree_gone(members: list[psutil.Process]) -> bool:
     return all(gone(member.pid, member.create_time()) for member in members)
 
 
+def stop_and_expect_nothing_left(
+    server: subprocess.Popen[bytes], tree: list[psutil.Process], port: int, sig: signal.Signals
+) -> None:
+    """``sig`` to the task ends it, every process of its tree, and frees the port."""
+    server.send_signal(sig)
+    server.wait(timeout=30)
+    deadline_poll(lambda: tree_gone(tree))
+    assert port_manager.check(port).free
+
+
 def test_dev_find_port_moves_off_a_held_port(processes: Processes) -> None:
     preferred = fresh_port()
     holder = processes.start([PYTHON, "-c", listener_script(), str(preferred)])
@@ -171,12 +181,7 @@ def test_prod_with_workers_and_sigterm_leaves_nothing(processes: Processes) -> N
     workers = holders - {server.pid}
     assert all(psutil.Process(pid).ppid() == server.pid for pid in workers)
     assert health(url)["pid"] in workers
-    tree = processes.tree(server.pid)
-
-    server.send_signal(signal.SIGTERM)
-    server.wait(timeout=30)
-    deadline_poll(lambda: tree_gone(tree))
-    assert port_manager.check(port).free
+    stop_and_expect_nothing_left(server, processes.tree(server.pid), port, signal.SIGTERM)
 
 
 def test_dev_ctrl_c_stops_reloader_and_worker(processes: Processes) -> None:
@@ -185,10 +190,7 @@ def test_dev_ctrl_c_stops_reloader_and_worker(processes: Processes) -> None:
     health(url)
     tree = processes.tree(server.pid)
     assert len(tree) >= 2  # the reloader and its worker (and multiprocessing's helper)
-    server.send_signal(signal.SIGINT)
-    server.wait(timeout=30)
-    deadline_poll(lambda: tree_gone(tree))
-    assert port_manager.check(port).free
+    stop_and_expect_nothing_left(server, tree, port, signal.SIGINT)
 
 
 def test_dev_reload_restarts_the_worker_on_the_same_port(processes: Processes) -> None:

@@ -100,9 +100,13 @@ def addresses_for(host: str | None) -> tuple[str, ...]:
     return LOCAL_ADDRESSES if host is None else resolve_host(host)
 
 
+def _probes(port: int, addresses: tuple[str, ...]) -> tuple[AddressStatus, ...]:
+    return tuple(probe(address, port) for address in addresses)
+
+
 def check(port: int, host: str | None = None) -> PortStatus:
     """Test-bind ``port`` on ``host``'s addresses (default: every local address)."""
-    statuses = tuple(probe(address, port) for address in addresses_for(host))
+    statuses = _probes(port, addresses_for(host))
     if host is not None and not any(status.available for status in statuses):
         raise InvalidValue(
             f"host {host!r} is not valid: expected an address of this machine "
@@ -117,21 +121,19 @@ def check(port: int, host: str | None = None) -> PortStatus:
     return PortStatus(port, host, statuses, blockers)
 
 
-def _quick_free(port: int, host: str | None) -> bool:
-    return all(
-        status.free or not status.available
-        for status in (probe(address, port) for address in addresses_for(host))
-    )
+def _quick_free(port: int, addresses: tuple[str, ...]) -> bool:
+    """``check(...).free`` without naming holders: the test binds alone."""
+    return PortStatus(port, None, _probes(port, addresses)).free
 
 
 def find(start: int = 8000, host: str | None = None) -> int:
     """The first port at or above ``start`` that is free on ``host``, else one the OS picks."""
-    addresses_for(host)  # resolve once up front so a bad host fails before the scan
+    addresses = addresses_for(host)  # resolved once: a bad host fails before the scan
     for port in range(start, 65536):
-        if _quick_free(port, host):
+        if _quick_free(port, addresses):
             return port
-    with socket.socket(_family(addresses_for(host)[0]), socket.SOCK_STREAM) as sock:
-        sock.bind((addresses_for(host)[0], 0))
+    with socket.socket(_family(addresses[0]), socket.SOCK_STREAM) as sock:
+        sock.bind((addresses[0], 0))
         return int(sock.getsockname()[1])
 
 
@@ -175,7 +177,7 @@ def reserve(
                 raise PortInUse(check(port, host)) from None
             raise
     for candidate in range(port, 65536):
-        if not _quick_free(candidate, None):
+        if not _quick_free(candidate, LOCAL_ADDRESSES):
             continue
         try:
             return _bind_listening(address, candidate, backlog)

@@ -118,6 +118,15 @@ class Listener(NamedTuple):
     socket_id: str
     facts: ProcessFacts | None
 
+    @property
+    def command(self) -> str:
+        """The command line as a shell would read it, or what stands in for it."""
+        if self.cmdline:
+            import shlex  # only tables and messages need it
+
+            return shlex.join(self.cmdline)
+        return f"[{self.name}]" if self.name else "(hidden by the operating system)"
+
     def as_dict(self) -> dict[str, Any]:
         """The listener row of the command contract (DESIGN.md)."""
         return {

@@ -31,9 +31,14 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 Sockets = dict[int, tuple[str, str, int]]  # inode -> (family, address, port)
 
 
+_AVAILABLE: list[bool] = []  # asked once per process: every liveness poll consults it
+
+
 def available() -> bool:
     """Whether this machine has the procfs entries this reader needs."""
-    return os.path.exists("/proc/net/tcp") and os.path.isdir("/proc/self/fd")
+    if not _AVAILABLE:
+        _AVAILABLE.append(os.path.exists("/proc/net/tcp") and os.path.isdir("/proc/self/fd"))
+    return _AVAILABLE[0]
 
 
 def _netlink_dump(family: int, port: int | None, found: Sockets) -> None:

@@ -86,20 +86,20 @@ def _refusal(row: Listener, force: bool, protected: dict[int, str]) -> str | Non
     return None
 
 
-@dataclass
-class _Plan:
-    groups: dict[int, list[ProcessFacts]]  # top-most holder pid -> that holder and its workers
-    refused: list[Outcome]
+Groups = dict[int, list[ProcessFacts]]  # top-most holder pid -> that holder and its workers
 
 
-def _plan(rows: list[Listener], force: bool, protected: dict[int, str]) -> _Plan:
-    """Group holders under their top-most holder and apply the safety rules per group."""
+def _plan(
+    rows: list[Listener], force: bool, protected: dict[int, str]
+) -> tuple[Groups, list[Outcome]]:
+    """Group holders under their top-most holder and apply the safety rules per group:
+    the groups to stop, and the refusals."""
     facts = {row.pid: row.facts for row in rows if row.pid is not None and row.facts}
     holders_of: dict[str, set[int]] = {}
     for row in rows:
         if row.pid is not None:
             holders_of.setdefault(row.socket_id, set()).add(row.pid)
-    groups: dict[int, list[ProcessFacts]] = {}
+    groups: Groups = {}
     reasons: dict[int, str] = {}
     refused: list[Outcome] = []
     for row in rows:
@@ -121,7 +121,7 @@ def _plan(rows: list[Listener], force: bool, protected: dict[int, str]) -> _Plan
         for member in members:
             reason = reasons.get(member.pid) or f"its supervisor pid {root} was refused"
             refused.append(Outcome(member.pid, member.name, "refused", reason))
-    return _Plan(groups, refused)
+    return groups, refused
 
 
 def _send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
@@ -156,10 +156,10 @@ def _send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
     return None
 
 
-def _stop_groups(plan: _Plan, grace: float, result: CleanupResult) -> None:
+def _stop_groups(groups: Groups, grace: float, result: CleanupResult) -> None:
     """SIGTERM the top-most holders, then lingering workers, then SIGKILL after ``grace``."""
     start = time.monotonic()
-    targets = [member for members in plan.groups.values() for member in members]
+    targets = [member for members in groups.values() for member in members]
     how: dict[int, str] = {}
     signalled: set[int] = set()
 
@@ -176,7 +176,7 @@ def _stop_groups(plan: _Plan, grace: float, result: CleanupResult) -> None:
             elif member.pid not in signalled:
                 how[member.pid] = "already gone"
 
-    deliver([plan_root for plan_root in targets if plan_root.pid in plan.groups], signal.SIGTERM)
+    deliver([member for member in targets if member.pid in groups], signal.SIGTERM)
     poll_until(lambda: not alive(), start + grace / 2, max_interval=POLL_CAP)
     deliver(alive(), signal.SIGTERM)
     poll_until(lambda: not alive(), start + grace, max_interval=POLL_CAP)
@@ -216,11 +216,11 @@ def cleanup(
         rows = listeners(port)
         if not rows:
             break
-        plan = _plan(rows, force, protected)
-        result.refused.extend(o for o in plan.refused if o not in result.refused)
+        groups, refused = _plan(rows, force, protected)
+        result.refused.extend(o for o in refused if o not in result.refused)
         fresh = {
             root: members
-            for root, members in plan.groups.items()
+            for root, members in groups.items()
             if (members[0].pid, members[0].start_time) not in handled
         }
         if dry_run:
@@ -233,7 +233,7 @@ def cleanup(
         if not fresh:
             break
         handled.update((m.pid, m.start_time) for members in fresh.values() for m in members)
-        _stop_groups(_Plan(fresh, []), grace, result)
+        _stop_groups(fresh, grace, result)
         if result.refused:
             break
     settle = 0.0 if dry_run else 2.0

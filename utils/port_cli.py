@@ -24,14 +24,6 @@ def _guarded(action: Callable[[], int]) -> int:
     return guarded(action, (OSError,))
 
 
-def _command(cmdline: Sequence[str] | None, name: str | None) -> str:
-    if cmdline:
-        import shlex  # only tables need it
-
-        return shlex.join(cmdline)
-    return f"[{name}]" if name else "(hidden by the operating system)"
-
-
 def _pid(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -48,20 +40,11 @@ def _listener_table(rows: Sequence[Listener], colour: bool) -> str:
                 _pid(row.ppid),
                 row.user or "-",
                 render.paint("yes", "green", colour) if row.project else "no",
-                _command(row.cmdline, row.name),
+                row.command,
             ]
         )
     headers = ["PORT", "ADDRESS", "FAMILY", "PID", "PPID", "USER", "PROJECT", "COMMAND"]
     return render.table(headers, cells, colour)
-
-
-def _optional_host(host: str | None) -> str | None:
-    if host is None:
-        return None
-    from utils._values import resolve_host
-
-    resolve_host(host)  # a bad host is bad input (exit 2) before any other work
-    return host
 
 
 def _listeners_json(rows: Sequence[Listener]) -> str:
@@ -116,7 +99,7 @@ def run_check(port: object, *, host: str | None = None, as_json: bool = False) -
     def action() -> int:
         from utils._binding import check
 
-        status = check(parse_port(port), _optional_host(host))
+        status = check(parse_port(port), host)
         if as_json:
             render.emit_json(status.as_dict())
             return EXIT_OK if status.free else EXIT_NO
@@ -145,7 +128,7 @@ def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = F
         from utils._binding import find
 
         first = parse_port(start, "start port")
-        port = find(first, _optional_host(host))
+        port = find(first, host)
         if as_json:
             render.emit_json({"port": port, "start": first, "host": host})
         else:
@@ -215,7 +198,7 @@ def run_wait(
             raise InvalidValue(f"--http {http!r} is not valid: expected a path starting with '/'")
         if http is not None and free:
             raise InvalidValue("--http and --free are not valid together: choose one condition")
-        result = wait(number, _optional_host(host), timeout=seconds, free=free, http_path=http)
+        result = wait(number, host, timeout=seconds, free=free, http_path=http)
         if as_json:
             render.emit_json(result.as_dict())
             return EXIT_OK if result.reached else EXIT_NO

@@ -18,7 +18,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,7 +30,7 @@ from cryptography.fernet import Fernet
 from backend.services.integrations.keys import KeyRing
 from backend.services.integrations.store import TokenStore
 from backend.services.integrations.unified_token_service import UnifiedTokenService
-from tests.conftest import ROOT, fresh_port
+from tests.conftest import fresh_port
 
 # Every setting the token service reads: removed from the environment of each test.
 TOKEN_SETTINGS = (
@@ -252,18 +251,6 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment for a command under test: no inherited token settings."""
     env = {k: v for k, v in os.environ.items() if k not in TOKEN_SETTINGS}
     return {**env, "NO_COLOR": "1", **extra}
-
-
-def run_tokens(*args: str, env: dict[str, str], timeout: float = 60):
-    """``invoke tokens.ARGS`` from the repository root, as an operator runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 def raw_rows(url: str, sql: str) -> list[tuple[object, ...]]:

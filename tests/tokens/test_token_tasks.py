@@ -13,8 +13,8 @@ from backend.services.integrations.keys import KeyRing
 from backend.services.integrations.records import TokenSet
 from backend.services.integrations.store import TokenStore
 from backend.services.integrations.unified_token_service import UnifiedTokenService
-from tests.conftest import PYTHON, ROOT
-from tests.tokens.conftest import new_key, raw_rows, run_tokens, subprocess_env
+from tests.conftest import PYTHON, ROOT, run_invoke
+from tests.tokens.conftest import new_key, raw_rows, subprocess_env
 
 SECRET = "gho_PLAINTEXT_ACCESS_TOKEN"
 
@@ -199,7 +199,7 @@ def test_invoke_tokens_list_json_on_postgresql(postgres_url: str, tmp_path: Path
     env = subprocess_env(
         DATABASE_URL=postgres_url, TOKEN_ENCRYPTION_KEYS=key.decode(), DATA_DIR=str(tmp_path)
     )
-    result = run_tokens("tokens.list", "--user", "alice", "--json", env=env)
+    result = run_invoke("tokens.list", "--user", "alice", "--json", env=env)
     assert result.returncode == 0, result.stderr
     assert [r["provider"] for r in json.loads(result.stdout)] == ["github", "slack"]
     assert SECRET not in result.stdout + result.stderr
@@ -209,7 +209,7 @@ def test_invoke_faults_are_one_line_without_traceback(tmp_path: Path) -> None:
     (tmp_path / "tokens.db").write_bytes(b"garbage " * 1000)
     (tmp_path / "tokens.db").chmod(0o600)
     env = subprocess_env(DATA_DIR=str(tmp_path), TOKEN_ENCRYPTION_KEYS=new_key().decode())
-    result = run_tokens("tokens.revoke", "--user", "alice", "--provider", "github", env=env)
+    result = run_invoke("tokens.revoke", "--user", "alice", "--provider", "github", env=env)
     assert result.returncode == 1
     assert result.stderr.startswith(
         f"error: SQLite token store {tmp_path / 'tokens.db'} is corrupted"
@@ -220,7 +220,7 @@ def test_invoke_faults_are_one_line_without_traceback(tmp_path: Path) -> None:
 def test_invoke_rotate_key_refuses_a_wrong_key(tmp_path: Path) -> None:
     seed(f"sqlite:///{tmp_path / 'tokens.db'}", new_key())
     env = subprocess_env(DATA_DIR=str(tmp_path), TOKEN_ENCRYPTION_KEYS=new_key().decode())
-    result = run_tokens("tokens.rotate-key", env=env)
+    result = run_invoke("tokens.rotate-key", env=env)
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot decrypt 3 tokens")
     assert "Traceback" not in result.stderr
@@ -247,7 +247,7 @@ def test_production_start_with_a_malformed_key_exits_2(tmp_path: Path) -> None:
 
 def test_production_without_a_key_exits_2(tmp_path: Path) -> None:
     env = subprocess_env(APP_ENV="production", DATA_DIR=str(tmp_path))
-    result = run_tokens("tokens.list", env=env)
+    result = run_invoke("tokens.list", env=env)
     assert result.returncode == 2
     assert result.stderr == (
         "error: TOKEN_ENCRYPTION_KEYS is not set: it is required in production "
