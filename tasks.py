@@ -67,7 +67,8 @@ def find(c: Context, start: str = "8000", host: str | None = None, json: bool = 
     help={
         "port": PORT_HELP,
         "force": "also stop processes that are not this project's (or another user's)",
-        "grace": "seconds between SIGTERM and SIGKILL (default 5)",
+        "grace": "seconds between SIGTERM and SIGKILL (default 5, at most 600)",
+        "settle": "seconds the port must stay free to count as freed (default 0.5, at most 60)",
         "dry-run": "print what would be stopped and stop nothing",
         "json": JSON_HELP,
     },
@@ -77,13 +78,23 @@ def cleanup(
     port: str | None = None,
     force: bool = False,
     grace: str = "5",
+    settle: str = "0.5",
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Free a port: stop its holders gracefully, escalate after --grace, verify it is free."""
+    """Free a port: stop its holders gracefully, escalate after --grace, verify it stays free."""
     from utils.port_cli import run_cleanup
 
-    _finish(run_cleanup(_required(port), force=force, grace=grace, dry_run=dry_run, as_json=json))
+    _finish(
+        run_cleanup(
+            _required(port),
+            force=force,
+            grace=grace,
+            settle=settle,
+            dry_run=dry_run,
+            as_json=json,
+        )
+    )
 
 
 @task(

@@ -17,6 +17,7 @@ from typing import Literal
 from backend.settings import Settings, load_settings
 from utils import port_manager
 from utils.port_manager import EXIT_OK, InvalidValue, Listener, PortInUse
+from utils.render import printable
 
 Mode = Literal["dev", "prod"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -88,10 +89,7 @@ def build_request(
         host = "127.0.0.1"
     count = settings.web_concurrency
     if workers is not None:
-        text = str(workers).strip()
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
-            raise InvalidValue(f"--workers {workers!r} is not valid: expected an integer 1 to 64")
-        count = int(text)
+        count = port_manager.parse_int(workers, "--workers", *port_manager.WORKERS_RANGE)
     return StartRequest(
         mode=mode,
         port=chosen,
@@ -113,7 +111,8 @@ def free_port(port: int, force: bool) -> None:
     """Free ``port`` through the port manager or raise StartRefused naming what is left."""
     result = port_manager.cleanup(port, force=force)
     for outcome in result.stopped:
-        print(f"Stopped pid {outcome.pid} ({outcome.name}) holding port {port}: {outcome.how}")
+        name = printable(outcome.name or "?")
+        print(f"Stopped pid {outcome.pid} ({name}) holding port {port}: {outcome.how}")
     if not result.freed:
         refused = "; ".join(f"pid {o.pid}: {o.reason}" for o in result.refused)
         raise StartRefused(

@@ -9,11 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend.services.integrations.keys import key_problem
-from utils.port_manager import InvalidValue
+from utils.port_manager import PORT_RANGE, WORKERS_RANGE, InvalidValue, parse_int
+from utils.port_manager import shown as shown_value
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -43,8 +44,8 @@ class Settings(BaseSettings):
 
     app_env: Literal["development", "production"] = "development"
     host: str | None = None  # default per mode: 127.0.0.1 in dev, 0.0.0.0 in production
-    port: int = Field(default=8000, ge=1, le=65535)
-    web_concurrency: int = Field(default=1, ge=1, le=64)
+    port: int = 8000  # ranges: utils/_values.py, checked by _plain_integer
+    web_concurrency: int = 1
     log_level: LogLevel | None = None  # default per mode: debug in dev, info in production
     forwarded_allow_ips: str = "127.0.0.1"
     graceful_shutdown_timeout: int = Field(default=10, ge=1, le=300)
@@ -54,6 +55,13 @@ class Settings(BaseSettings):
     token_encryption_keys: SecretStr | None = None  # newest first; dev generates one if unset
     token_refresh_skew: int = Field(default=60, ge=0, le=3600)
     token_store_timeout: float = Field(default=15.0, gt=0, le=300)
+
+    @field_validator("port", "web_concurrency", mode="before")
+    @classmethod
+    def _plain_integer(cls, value: object, info: ValidationInfo) -> object:
+        """Digits only, as the command-line flags take them: no spaces, signs or floats."""
+        low, high = PORT_RANGE if info.field_name == "port" else WORKERS_RANGE
+        return parse_int(value, str(info.field_name), low, high)
 
     @field_validator("log_level", "app_env", mode="before")
     @classmethod
@@ -92,7 +100,7 @@ def load_settings() -> Settings:
     except ValidationError as invalid:
         first = invalid.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else "?"
-        shown = "<hidden>" if field in SECRET else repr(first.get("input"))
+        shown = "<hidden>" if field in SECRET else shown_value(first.get("input"))
         raise InvalidValue(
             f"environment variable {field.upper()}={shown} is not valid: "
             f"expected {ALLOWED.get(field, first['msg'])}"

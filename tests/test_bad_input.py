@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.conftest import fresh_port, run_cli, run_invoke
+from tests.conftest import ROOT, fresh_port, run_cli, run_invoke
+from utils._values import shown
 
-BAD_PORTS = ["abc", "0", "-1", "65536", "80.5", "", " "]
+HUGE = "1" * 4301  # past int()'s digit limit: once a traceback in every command
+BAD_PORTS = ["abc", "0", "-1", "65536", "80.5", "", " ", " 80", "80\n", "8_0", HUGE]
 
 
 def _cli_and_invoke(cli_args: list[str], invoke_args: list[str]) -> list[tuple[str, object]]:
@@ -18,7 +24,7 @@ def assert_one_line_error(result: object, value: str) -> None:
     lines = result.stderr.splitlines()  # type: ignore[attr-defined]
     assert len(lines) == 1, result.stderr  # type: ignore[attr-defined]
     assert lines[0].startswith("error: ")
-    assert repr(value) in lines[0] or value in lines[0]
+    assert shown(value) in lines[0] or value in lines[0]
     assert "Traceback" not in result.stderr  # type: ignore[attr-defined]
     assert result.stdout == ""  # type: ignore[attr-defined]
 
@@ -31,7 +37,7 @@ def test_bad_port(command: str, value: str) -> None:
         assert "1 to 65535" in result.stderr  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "70000"])
+@pytest.mark.parametrize("value", ["abc", "0", "70000", HUGE])
 def test_bad_start_port(value: str) -> None:
     for _front, result in _cli_and_invoke(
         ["find", "--start", value], ["ports.find", "--start", value]
@@ -39,7 +45,10 @@ def test_bad_start_port(value: str) -> None:
         assert_one_line_error(result, value)
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "nan", "inf", ""])
+BAD_DURATIONS = ["-1", "abc", "nan", "inf", "", "1e300", "1e3", " 5", HUGE]
+
+
+@pytest.mark.parametrize("value", [*BAD_DURATIONS, "601"])
 def test_bad_grace(value: str) -> None:
     port = str(fresh_port())
     for _front, result in _cli_and_invoke(
@@ -47,10 +56,21 @@ def test_bad_grace(value: str) -> None:
         ["ports.cleanup", "--port", port, "--grace", value],
     ):
         assert_one_line_error(result, value)
-        assert "seconds >= 0" in result.stderr  # type: ignore[attr-defined]
+        assert "seconds from 0 to 600" in result.stderr  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("value", ["-0.5", "soon"])
+@pytest.mark.parametrize("value", [*BAD_DURATIONS, "61"])
+def test_bad_settle(value: str) -> None:
+    port = str(fresh_port())
+    for _front, result in _cli_and_invoke(
+        ["cleanup", port, "--settle", value],
+        ["ports.cleanup", "--port", port, "--settle", value],
+    ):
+        assert_one_line_error(result, value)
+        assert "seconds from 0 to 60" in result.stderr  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["-0.5", "soon", "1e300", "86401", HUGE])
 def test_bad_timeout(value: str) -> None:
     port = str(fresh_port())
     for _front, result in _cli_and_invoke(
@@ -58,6 +78,7 @@ def test_bad_timeout(value: str) -> None:
         ["ports.wait", "--port", port, "--timeout", value],
     ):
         assert_one_line_error(result, value)
+        assert "seconds from 0 to 86400" in result.stderr  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("command", ["check", "wait", "find"])
@@ -70,10 +91,19 @@ def test_unresolvable_host(command: str) -> None:
         assert_one_line_error(result, host)
 
 
-def test_a_host_that_is_not_this_machine_cannot_be_checked() -> None:
-    result = run_cli("check", str(fresh_port()), "--host", "192.0.2.1")  # TEST-NET-1, no traffic
-    assert_one_line_error(result, "192.0.2.1")
-    assert "address of this machine" in result.stderr
+# TEST-NET-1 and an IPv4-mapped form of it: a test bind sends no traffic anywhere.
+@pytest.mark.parametrize("host", ["192.0.2.1", "::ffff:192.0.2.1"])
+def test_a_host_that_is_not_this_machine_is_refused_by_check_and_find(host: str) -> None:
+    port = str(fresh_port())
+    for result in (run_cli("check", port, "--host", host), run_cli("find", "--host", host)):
+        assert_one_line_error(result, host)
+        assert "address of this machine" in result.stderr
+
+
+def test_an_ipv4_mapped_loopback_is_checked_as_its_ipv4_address() -> None:
+    result = run_cli("check", str(fresh_port()), "--host", "::ffff:127.0.0.1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert '"address": "127.0.0.1"' in result.stdout
 
 
 def test_missing_port_is_a_usage_error() -> None:
@@ -82,9 +112,19 @@ def test_missing_port_is_a_usage_error() -> None:
     assert_one_line_error(result, "--port")
 
 
-def test_bad_http_path_and_conflicting_conditions() -> None:
+@pytest.mark.parametrize("path", ["health", "/\u00e9", "/a b", "/x\ny", "/\x1b[2J"])
+def test_bad_http_path(path: str) -> None:
     port = str(fresh_port())
-    assert_one_line_error(run_cli("wait", port, "--http", "health"), "health")
+    for _front, result in _cli_and_invoke(
+        ["wait", port, "--http", path, "--timeout", "0"],
+        ["ports.wait", "--port", port, "--http", path, "--timeout", "0"],
+    ):
+        assert_one_line_error(result, path)
+        assert "printable ASCII" in result.stderr  # type: ignore[attr-defined]
+
+
+def test_conflicting_wait_conditions() -> None:
+    port = str(fresh_port())
     result = run_cli("wait", port, "--http", "/health", "--free")
     assert result.returncode == 2 and result.stderr.startswith("error: ")
 
@@ -92,3 +132,38 @@ def test_bad_http_path_and_conflicting_conditions() -> None:
 def test_bad_reader_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PORT_MANAGER_READER", "magic")
     assert_one_line_error(run_cli("list", "--all"), "magic")
+
+
+def run_backend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m backend ARGS`` from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("value", [HUGE, " 80", "80\n", "0", "abc"])
+def test_bad_serve_port_through_every_front_end(value: str) -> None:
+    for result in (
+        run_invoke("serve.dev", "--port", value),
+        run_backend("--dev", "--port", value),
+        run_backend("--dev", env={"PORT": value}),
+        run_invoke("serve.dev", env={**os.environ, "NO_COLOR": "1", "PORT": value}),
+    ):
+        assert_one_line_error(result, value)
+        assert "1 to 65535" in result.stderr
+
+
+@pytest.mark.parametrize("value", [HUGE, "0", "65", " 2", "two"])
+def test_bad_workers_through_every_front_end(value: str) -> None:
+    for result in (
+        run_invoke("serve.prod", "--workers", value),
+        run_backend("--production", "--workers", value),
+        run_backend("--production", env={"WEB_CONCURRENCY": value}),
+    ):
+        assert_one_line_error(result, value)
+        assert "1 to 64" in result.stderr

@@ -22,7 +22,7 @@ def test_a_process_that_is_gone_is_reported_as_already_gone(processes: Processes
     sleeper.kill()
     sleeper.wait(timeout=10)
     result = _stopping.CleanupResult(port=0)
-    _stopping._stop_groups({sleeper.pid: [facts]}, 1.0, result)
+    _stopping._stop_groups({sleeper.pid: [facts]}, 1.0, result, {})
     assert [(o.pid, o.how) for o in result.stopped] == [(sleeper.pid, "already gone")]
 
 

@@ -1,4 +1,7 @@
-"""Output contract (JSON shapes, tables, colour), wait, and the two discovery paths agreeing."""
+"""Output contract (JSON shapes, tables, colour) and the two discovery paths agreeing.
+
+``wait`` is tested in test_wait.py.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +22,15 @@ from tests.conftest import (
     fresh_port,
     holder_pids,
     listener_script,
-    listening_socket,
     run_cli,
     run_invoke,
 )
 from utils import port_manager
 
-LISTENER_KEYS = {"port", "address", "family", "pid", "ppid", "name", "cmdline", "user", "project"}
+LISTENER_KEYS = {
+    *("port", "address", "family", "pid", "ppid", "name", "cmdline", "user", "project"),
+    *("state", "suspended"),
+}
 
 
 def test_listener_rows_have_the_contract_keys(processes: Processes) -> None:
@@ -72,6 +77,7 @@ def test_human_table_is_aligned_and_plain_without_a_terminal(processes: Processe
         "PORT",
         "ADDRESS",
         "FAMILY",
+        "STATE",
         "PID",
         "PPID",
         "USER",
@@ -129,42 +135,6 @@ def test_runs_as_a_module_too() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["port"] == int(port)
-
-
-def test_wait_until_open_http_and_free(processes: Processes) -> None:
-    port = str(fresh_port())
-    cli = [PYTHON, str(ROOT / "utils" / "port_manager.py"), "wait", port, "--timeout", "30"]
-    waiter = processes.start([*cli, "--http", "/health", "--json"], stdout=subprocess.PIPE)
-    server = processes.start([PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", port])
-    out, _ = waiter.communicate(timeout=40)
-    assert waiter.returncode == 0
-    document = json.loads(out)
-    assert document["reached"] is True and document["condition"] == "http"
-    assert run_cli("wait", port, "--timeout", "5").returncode == 0
-
-    free_waiter = processes.start([*cli, "--free"], stdout=subprocess.PIPE)
-    server.terminate()
-    free_waiter.communicate(timeout=40)
-    assert free_waiter.returncode == 0
-
-
-def test_wait_times_out_with_a_message_not_a_traceback() -> None:
-    port = str(fresh_port())
-    result = run_cli("wait", port, "--timeout", "0.3", "--json")
-    assert result.returncode == 1
-    document = json.loads(result.stdout)
-    assert document["reached"] is False and document["seconds"] >= 0.3
-    human = run_invoke("ports.wait", "--port", port, "--timeout", "0.2")
-    assert human.returncode == 1
-    assert "timed out after 0.2 s" in human.stderr and "Traceback" not in human.stderr
-
-
-def test_http_wait_reports_the_last_answer_on_timeout(processes: Processes) -> None:
-    port = fresh_port()
-    with listening_socket("127.0.0.1", port):  # accepts connections, never answers HTTP
-        result = run_cli("wait", str(port), "--http", "/health", "--timeout", "0.5")
-    assert result.returncode == 1
-    assert "last answer" in result.stderr
 
 
 SPREAD_LISTENERS = """

@@ -12,7 +12,7 @@ import socket
 from typing import Any, NamedTuple
 
 from utils._holders import Listener, listeners
-from utils._values import InvalidValue, resolve_host
+from utils._values import InvalidValue, resolve_host, shown
 
 LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::")
@@ -97,7 +97,18 @@ def conflicts(listener: Listener, address: str) -> bool:
 
 
 def addresses_for(host: str | None) -> tuple[str, ...]:
-    return LOCAL_ADDRESSES if host is None else resolve_host(host)
+    """The addresses to test: every local one, or those of ``host`` - which must be an
+    address of this machine (a test bind of another machine's address proves nothing)."""
+    if host is None:
+        return LOCAL_ADDRESSES
+    addresses = resolve_host(host)
+    local = tuple(address for address in addresses if probe(address, 0).available)
+    if not local:
+        raise InvalidValue(
+            f"host {shown(host)} is not valid: expected an address of this machine "
+            f"(it resolves to {', '.join(addresses)})"
+        )
+    return local
 
 
 def _probes(port: int, addresses: tuple[str, ...]) -> tuple[AddressStatus, ...]:
@@ -107,21 +118,18 @@ def _probes(port: int, addresses: tuple[str, ...]) -> tuple[AddressStatus, ...]:
 def check(port: int, host: str | None = None) -> PortStatus:
     """Test-bind ``port`` on ``host``'s addresses (default: every local address)."""
     statuses = _probes(port, addresses_for(host))
-    if host is not None and not any(status.available for status in statuses):
-        raise InvalidValue(
-            f"host {host!r} is not valid: expected an address of this machine "
-            f"(it resolves to {', '.join(status.address for status in statuses)})"
-        )
     busy = [status.address for status in statuses if status.available and not status.free]
     if not busy:
         return PortStatus(port, host, statuses)
     blockers = tuple(
-        row for row in listeners(port) if any(conflicts(row, address) for address in busy)
+        row
+        for row in listeners(port, bound=True)
+        if any(conflicts(row, address) for address in busy)
     )
     return PortStatus(port, host, statuses, blockers)
 
 
-def _quick_free(port: int, addresses: tuple[str, ...]) -> bool:
+def quick_free(port: int, addresses: tuple[str, ...]) -> bool:
     """``check(...).free`` without naming holders: the test binds alone."""
     return PortStatus(port, None, _probes(port, addresses)).free
 
@@ -130,7 +138,7 @@ def find(start: int = 8000, host: str | None = None) -> int:
     """The first port at or above ``start`` that is free on ``host``, else one the OS picks."""
     addresses = addresses_for(host)  # resolved once: a bad host fails before the scan
     for port in range(start, 65536):
-        if _quick_free(port, addresses):
+        if quick_free(port, addresses):
             return port
     with socket.socket(_family(addresses[0]), socket.SOCK_STREAM) as sock:
         sock.bind((addresses[0], 0))
@@ -168,7 +176,7 @@ def reserve(
     can be taken on ``host``, falling back to one the OS assigns. Without it, a held
     port raises ``PortInUse`` naming its holders.
     """
-    address = resolve_host(host)[0]
+    address = addresses_for(host)[0]
     if not search:
         try:
             return _bind_listening(address, port, backlog)
@@ -177,7 +185,7 @@ def reserve(
                 raise PortInUse(check(port, host)) from None
             raise
     for candidate in range(port, 65536):
-        if not _quick_free(candidate, LOCAL_ADDRESSES):
+        if not quick_free(candidate, LOCAL_ADDRESSES):
             continue
         try:
             return _bind_listening(address, candidate, backlog)

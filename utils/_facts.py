@@ -19,6 +19,7 @@ class SocketHolding(NamedTuple):
     address: str
     port: int
     pid: int | None  # None when the operating system hides the owner
+    listening: bool = True  # False: bound to the port but never listening
 
 
 class ProcessFacts(NamedTuple):
@@ -33,3 +34,4 @@ class ProcessFacts(NamedTuple):
     cwd: str | None  # None when the operating system will not tell
     start_time: float  # with pid, identifies the process (pids are reused)
     zombie: bool
+    stopped: bool = False  # suspended (SIGSTOP, Ctrl-Z): a SIGTERM waits until SIGCONT

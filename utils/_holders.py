@@ -14,8 +14,8 @@ import sys
 from typing import Any, NamedTuple
 
 from utils._facts import ProcessFacts, SocketHolding
+from utils._project import PROJECT_ROOT, runs_project_code
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READER_VARIABLE = "PORT_MANAGER_READER"
 READERS = ("netlink", "procfs", "psutil")
 
@@ -40,16 +40,42 @@ def reader_name() -> str:
     return "psutil"
 
 
-def listening(port: int | None) -> list[SocketHolding]:
+def listening(port: int | None, bound: bool = False) -> list[SocketHolding]:
     """Raw (socket, pid) pairs from the reader in force (psutil is imported only if used)."""
     name = reader_name()
     if name == "psutil":
         from utils import _psutil_reader
 
-        return _psutil_reader.listening(port)
+        return _psutil_reader.listening(port, bound)
     from utils import _linux
 
-    return _linux.listening(port, source=name)
+    return _linux.listening(port, source=name, bound=bound)
+
+
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every visible process, from the reader in force."""
+    if reader_name() == "psutil":
+        from utils import _psutil_reader
+
+        return _psutil_reader.parents()
+    from utils import _linux
+
+    return _linux.parents()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` in the process tree, parents before their children."""
+    children: dict[int, list[int]] = {}
+    for child, parent in parents().items():
+        children.setdefault(parent, []).append(child)
+    found: list[int] = []
+    queue = list(children.get(pid, []))
+    while queue:
+        member = queue.pop(0)
+        if member not in found and member != pid:
+            found.append(member)
+            queue.extend(children.get(member, []))
+    return found
 
 
 def process_facts(pid: int) -> ProcessFacts | None:
@@ -69,42 +95,14 @@ def is_alive(facts: ProcessFacts) -> bool:
     return now is not None and not now.zombie and abs(now.start_time - facts.start_time) < 0.05
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
-def _in_virtualenv(path: str, root: str) -> bool:
-    """Interpreters and console scripts of a venv inside the repository are not its code."""
-    parent = os.path.dirname(path)
-    while _inside(parent, root):
-        if os.path.exists(os.path.join(parent, "pyvenv.cfg")):
-            return True
-        if parent == root:
-            return False
-        parent = os.path.dirname(parent)
-    return False
-
-
-def runs_project_code(facts: ProcessFacts, root: str = PROJECT_ROOT) -> bool:
-    """A process of this project: it works inside the repository or runs a file of it."""
-    if facts.cwd is not None and _inside(facts.cwd, root):
-        return True
-    for argument in facts.cmdline[1:]:
-        candidate = argument.rpartition("=")[2] if argument.startswith("-") else argument
-        if not candidate or "\n" in candidate:
-            continue
-        if not os.path.isabs(candidate):
-            if facts.cwd is None:
-                continue
-            candidate = os.path.join(facts.cwd, candidate)
-        path = os.path.normpath(candidate)
-        if _inside(path, root) and not _in_virtualenv(path, root):
-            return True
-    return False
+def is_project_process(facts: ProcessFacts) -> bool:
+    """The project rule (``utils/_project.py``) applied to one process."""
+    return runs_project_code(facts.cmdline, facts.cwd, PROJECT_ROOT)
 
 
 class Listener(NamedTuple):
-    """One listening TCP socket as held by one process (one row per socket and process)."""
+    """One TCP socket holding a port, as held by one process (a row per socket and
+    process): a listening socket, or (``listening`` False) one bound without listening."""
 
     port: int
     address: str
@@ -117,15 +115,23 @@ class Listener(NamedTuple):
     project: bool
     socket_id: str
     facts: ProcessFacts | None
+    listening: bool = True
+
+    @property
+    def suspended(self) -> bool:
+        """The holder is stopped (Ctrl-Z, SIGSTOP): it answers nothing until continued."""
+        return self.facts is not None and self.facts.stopped
+
+    @property
+    def state(self) -> str:
+        """'listening' or 'bound' (bound to the port, never listening)."""
+        return "listening" if self.listening else "bound"
 
     @property
     def command(self) -> str:
-        """The command line as a shell would read it, or what stands in for it."""
-        if self.cmdline:
-            import shlex  # only tables and messages need it
-
-            return shlex.join(self.cmdline)
-        return f"[{self.name}]" if self.name else "(hidden by the operating system)"
+        """The command line as a shell would read it, escaped for a terminal (see
+        ``render.printable``), or what stands in for it."""
+        return command_text(self.cmdline, self.name)
 
     def as_dict(self) -> dict[str, Any]:
         """The listener row of the command contract (DESIGN.md)."""
@@ -139,7 +145,20 @@ class Listener(NamedTuple):
             "cmdline": list(self.cmdline) if self.cmdline is not None else None,
             "user": self.user,
             "project": self.project,
+            "state": self.state,
+            "suspended": self.suspended,
         }
+
+
+def command_text(cmdline: tuple[str, ...] | None, name: str | None) -> str:
+    """A command line for people: shell-quoted and escaped, or what stands in for it."""
+    from utils.render import printable
+
+    if cmdline:
+        import shlex  # only tables and messages need it
+
+        return printable(shlex.join(cmdline))
+    return printable(f"[{name}]") if name else "(hidden by the operating system)"
 
 
 def top_holder(pid: int, holders: set[int], facts: dict[int, ProcessFacts]) -> int:
@@ -153,13 +172,17 @@ def top_holder(pid: int, holders: set[int], facts: dict[int, ProcessFacts]) -> i
         pid = parent
 
 
-def listeners(port: int | None = None, *, project_only: bool = False) -> list[Listener]:
-    """Every listening TCP socket (of ``port``) with every process that holds it.
+def listeners(
+    port: int | None = None, *, project_only: bool = False, bound: bool = False
+) -> list[Listener]:
+    """Every listening TCP socket (of ``port``) with every process that holds it; with
+    ``bound``, also the sockets bound to the port without listening (where the
+    operating system names them: Linux 6.5+ through netlink).
 
     A process counts as the project's when it runs the project's code, or when the
     top-most holder of the same socket (its supervisor) does.
     """
-    holdings = listening(port)
+    holdings = listening(port, bound)
     facts: dict[int, ProcessFacts] = {}
     for holding in holdings:
         if holding.pid is not None and holding.pid not in facts:
@@ -170,7 +193,7 @@ def listeners(port: int | None = None, *, project_only: bool = False) -> list[Li
     for holding in holdings:
         if holding.pid in facts:
             holders_of.setdefault(holding.socket_id, set()).add(holding.pid)
-    own_project = {pid: runs_project_code(found) for pid, found in facts.items()}
+    own_project = {pid: is_project_process(found) for pid, found in facts.items()}
     rows: list[Listener] = []
     for holding in holdings:
         found = facts.get(holding.pid) if holding.pid is not None else None
@@ -195,6 +218,7 @@ def listeners(port: int | None = None, *, project_only: bool = False) -> list[Li
                 project,
                 holding.socket_id,
                 found,
+                holding.listening,
             )
         )
     rows.sort(key=lambda row: (row.port, row.family, row.address, row.pid or 0))

@@ -19,16 +19,20 @@ _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
 _NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
 _NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_TCP_LISTEN = 10
+_TCP_CLOSE, _TCP_LISTEN = 7, 10
+# A pseudo-state (Linux 6.5+): asking for it dumps sockets bound to a port but neither
+# listening nor connected, which hold the port as surely as a listener. Older kernels
+# ignore the bit, and such sockets stay unnamed there.
+_TCP_BOUND_INACTIVE = 13
 _IPPROTO_TCP = 6
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 # inet_diag_msg: family, state, timer, retrans, then the sockid (sport and dport
 # big-endian, src[16], dst[16], if, cookie[2]), expires, rqueue, wqueue, uid, inode.
-_MESSAGE = struct.Struct("=4x2s2x16s44xI")  # -> sport, src, inode
+_MESSAGE = struct.Struct("=xB2x2s2x16s44xI")  # -> state, sport, src, inode
 _FAMILY_NAMES: dict[int, str] = {int(AF_INET): "IPv4", int(AF_INET6): "IPv6"}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
-Sockets = dict[int, tuple[str, str, int]]  # inode -> (family, address, port)
+Sockets = dict[int, tuple[str, str, int, bool]]  # inode -> (family, address, port, listening)
 
 
 _AVAILABLE: list[bool] = []  # asked once per process: every liveness poll consults it
@@ -41,11 +45,13 @@ def available() -> bool:
     return _AVAILABLE[0]
 
 
-def _netlink_dump(family: int, port: int | None, found: Sockets) -> None:
-    """Ask sock_diag for the listening TCP sockets of one address family."""
+def _netlink_dump(family: int, port: int | None, found: Sockets, bound: bool) -> None:
+    """Ask sock_diag for the listening (and with ``bound``, bound-only) TCP sockets of
+    one address family."""
     import socket
 
-    request = struct.pack("=BBBxI", family, _IPPROTO_TCP, 0, 1 << _TCP_LISTEN) + bytes(48)
+    states = 1 << _TCP_LISTEN | ((1 << _TCP_BOUND_INACTIVE) if bound else 0)
+    request = struct.pack("=BBBxI", family, _IPPROTO_TCP, 0, states) + bytes(48)
     header = _HEADER.pack(
         _HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST | _NLM_F_DUMP, 1, 0
     )
@@ -65,13 +71,15 @@ def _netlink_dump(family: int, port: int | None, found: Sockets) -> None:
                 if kind == _NLMSG_ERROR:
                     code = -struct.unpack_from("=i", buffer, offset + 16)[0]
                     raise OSError(code, os.strerror(code))
-                raw_port, source, inode = _MESSAGE.unpack_from(buffer, offset + _HEADER.size)
+                state, raw_port, source, inode = _MESSAGE.unpack_from(buffer, offset + _HEADER.size)
                 sock_port = int.from_bytes(raw_port, "big")
-                if port is None or sock_port == port:
+                if (port is None or sock_port == port) and (
+                    state == _TCP_LISTEN or (bound and state == _TCP_CLOSE and sock_port)
+                ):
                     address = addresses.get(source)
                     if address is None:
                         address = addresses[source] = inet_ntop(family, source[:width])
-                    found[inode] = (name, address, sock_port)
+                    found[inode] = (name, address, sock_port, state == _TCP_LISTEN)
                 offset += (length + 3) & ~3
             if size == 0:
                 return
@@ -103,18 +111,21 @@ def _procfs_tables(port: int | None, found: Sockets) -> None:
                         _FAMILY_NAMES[family],
                         _decode_address(address, family),
                         int(hex_port, 16),
+                        True,
                     )
         except FileNotFoundError:  # IPv6 disabled in this kernel
             continue
 
 
-def listening_sockets(port: int | None, source: str = "netlink") -> Sockets:
-    """inode -> (family, address, port) of every listening TCP socket (of ``port``)."""
+def listening_sockets(port: int | None, source: str = "netlink", bound: bool = False) -> Sockets:
+    """inode -> (family, address, port, listening) of every listening TCP socket (of
+    ``port``), and with ``bound`` the bound-only ones netlink can name (the text tables
+    cannot)."""
     found: Sockets = {}
     if source == "netlink":
         try:
-            _netlink_dump(AF_INET, port, found)
-            _netlink_dump(AF_INET6, port, found)
+            _netlink_dump(AF_INET, port, found, bound)
+            _netlink_dump(AF_INET6, port, found, bound)
             return found
         except OSError:  # netlink refused (some sandboxes): read the text tables
             found.clear()
@@ -159,16 +170,36 @@ def _pids_by_inode(inodes: set[int]) -> dict[int, list[int]]:
     return holders
 
 
-def listening(port: int | None = None, source: str = "netlink") -> list[SocketHolding]:
-    """Every listening TCP socket (of ``port``, if given) with every process holding it."""
-    sockets = listening_sockets(port, source)
+def listening(
+    port: int | None = None, source: str = "netlink", bound: bool = False
+) -> list[SocketHolding]:
+    """Every listening TCP socket (of ``port``, if given) with every process holding it;
+    with ``bound``, also the sockets bound to the port without listening."""
+    sockets = listening_sockets(port, source, bound)
     holders = _pids_by_inode(set(sockets))
     rows: list[SocketHolding] = []
-    for inode, (family, address, sock_port) in sockets.items():
+    for inode, (family, address, sock_port, listens) in sockets.items():
         socket_id = f"inode:{inode}"
         pids: list[int | None] = list(holders.get(inode, [])) or [None]
-        rows.extend(SocketHolding(socket_id, family, address, sock_port, pid) for pid in pids)
+        rows.extend(
+            SocketHolding(socket_id, family, address, sock_port, pid, listens) for pid in pids
+        )
     return rows
+
+
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process: the process trees, from one pass over /proc."""
+    found: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as stat_file:
+                stat = stat_file.read()
+        except OSError:  # exited meanwhile
+            continue
+        found[int(name)] = int(stat[stat.rindex(b")") + 2 :].split(None, 2)[1])
+    return found
 
 
 _USERS: dict[int, str] = {}
@@ -218,4 +249,5 @@ def process_facts(pid: int) -> ProcessFacts | None:
         cwd=cwd,
         start_time=start_ticks / _CLOCK_TICKS,
         zombie=state in ("Z", "X"),
+        stopped=state in ("T", "t"),
     )

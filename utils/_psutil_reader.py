@@ -25,19 +25,25 @@ def _socket_id(family: str, address: str, port: int) -> str:
     return f"{family} {address} {port}"
 
 
-def _listening_of(connections: list[Any]) -> list[tuple[str, str, int]]:
+def _listening_of(connections: list[Any], bound: bool) -> list[tuple[str, str, int, bool]]:
+    """(family, address, port, listening) of the listening sockets, and with ``bound``
+    of the bound-only ones (CLOSE with a local port: only some systems report them)."""
     rows = []
     for conn in connections:
-        if conn.status != psutil.CONN_LISTEN or not conn.laddr:
+        if not conn.laddr:
+            continue
+        listens = conn.status == psutil.CONN_LISTEN
+        if not listens and not (bound and conn.status == psutil.CONN_CLOSE and conn.laddr.port):
             continue
         family = _FAMILIES.get(conn.family)
         if family is not None:
-            rows.append((family, conn.laddr.ip, conn.laddr.port))
+            rows.append((family, conn.laddr.ip, conn.laddr.port, listens))
     return rows
 
 
-def listening(port: int | None = None) -> list[SocketHolding]:
-    """Every listening TCP socket (of ``port``, if given) with every process holding it."""
+def listening(port: int | None = None, bound: bool = False) -> list[SocketHolding]:
+    """Every listening TCP socket (of ``port``, if given) with every process holding it;
+    with ``bound``, also the bound-only sockets the system reports."""
     rows: list[SocketHolding] = []
     owned: set[str] = set()
     for process in psutil.process_iter():
@@ -45,23 +51,33 @@ def listening(port: int | None = None) -> list[SocketHolding]:
             connections = process.net_connections(kind="tcp")
         except (psutil.Error, OSError):
             continue
-        for family, address, sock_port in _listening_of(connections):
+        for family, address, sock_port, listens in _listening_of(connections, bound):
             if port is not None and sock_port != port:
                 continue
             socket_id = _socket_id(family, address, sock_port)
             owned.add(socket_id)
-            rows.append(SocketHolding(socket_id, family, address, sock_port, process.pid))
+            rows.append(SocketHolding(socket_id, family, address, sock_port, process.pid, listens))
     try:
         system_wide = psutil.net_connections(kind="tcp")
     except (psutil.Error, OSError):  # macOS without root
         system_wide = []
-    for family, address, sock_port in _listening_of(system_wide):
+    for family, address, sock_port, listens in _listening_of(system_wide, bound):
         socket_id = _socket_id(family, address, sock_port)
         if socket_id in owned or (port is not None and sock_port != port):
             continue
         owned.add(socket_id)
-        rows.append(SocketHolding(socket_id, family, address, sock_port, None))
+        rows.append(SocketHolding(socket_id, family, address, sock_port, None, listens))
     return rows
+
+
+def parents() -> dict[int, int]:
+    """pid -> parent pid of every process the system shows."""
+    found: dict[int, int] = {}
+    for process in psutil.process_iter(["ppid"]):
+        ppid = process.info.get("ppid")
+        if isinstance(ppid, int):
+            found[process.pid] = ppid
+    return found
 
 
 def process_facts(pid: int) -> ProcessFacts | None:
@@ -103,4 +119,5 @@ def process_facts(pid: int) -> ProcessFacts | None:
         cwd=cwd,
         start_time=start_time,
         zombie=status == psutil.STATUS_ZOMBIE,
+        stopped=status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP),
     )

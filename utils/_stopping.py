@@ -1,8 +1,21 @@
-"""Free a port: stop its holders gracefully, escalate only when needed, verify the result.
+"""Free a port: stop its holders gracefully, escalate only when needed, verify it stays free.
 
 The order matters for servers whose socket is shared by a supervisor and its workers
 (uvicorn ``--reload`` / ``--workers``): killing a worker makes the supervisor spawn a
 new one, so the top-most holder is asked first and shuts its workers down itself.
+
+The world is not still while this runs:
+
+- A suspended holder (Ctrl-Z stops a whole foreground job) keeps SIGTERM pending until it
+  is continued, so every stopped process of the tree being stopped, holder or not, gets
+  SIGCONT right after the SIGTERM and shuts down gracefully instead of being killed.
+- A supervisor outside the holders (a shell loop, watchexec, supervisord) may start a new
+  holder a moment after the old one went. The port counts as freed only once it stayed
+  free through a settle window; a new holder whose parent also started a holder that was
+  stopped names that parent as the restarter, which is stopped too when the safety rules
+  allow it and otherwise refused by name.
+- A holder may exit, or hand its socket to a successor, between the socket scan and the
+  process scan: an unnamed holder is looked for again before it is called hidden.
 """
 
 from __future__ import annotations
@@ -13,15 +26,26 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from utils._binding import check
+from utils._binding import LOCAL_ADDRESSES, quick_free
 from utils._facts import ProcessFacts
-from utils._holders import Listener, is_alive, listeners, process_facts, top_holder
+from utils._holders import (
+    Listener,
+    descendants,
+    is_alive,
+    is_project_process,
+    listeners,
+    process_facts,
+    top_holder,
+)
 from utils._polling import poll_until
+from utils._values import DEFAULT_GRACE_SECONDS, DEFAULT_SETTLE_SECONDS
 
-MAX_ROUNDS = 3  # a supervisor outside the holders may respawn a worker; look again
+MAX_ROUNDS = 4  # stop, settle, and look again: holders, then their restarter, then verify
 # Poll exits quickly: a server that is gone should be noticed within a few ms, not after
 # a long back-off interval (the benchmark holds cleanup to "shutdown time + 100 ms").
 POLL_CAP = 0.02
+RESCANS = 3  # scans (POLL_CAP apart) before a socket without a named holder is "hidden"
+HIDDEN_HOLDER = "the operating system does not say which process holds this socket"
 
 
 @dataclass(frozen=True)
@@ -32,16 +56,25 @@ class Outcome:
     name: str | None
     how: str
     reason: str | None = None
+    cmdline: tuple[str, ...] | None = None
+    suspended: bool = False  # it was stopped (Ctrl-Z) when the cleanup found it
+    role: str = "holder"  # "holder" of the port, or "restarter" of its holders
 
     def as_dict(self) -> dict[str, Any]:
-        if self.how == "refused":
-            return {"pid": self.pid, "name": self.name, "reason": self.reason}
-        return {"pid": self.pid, "name": self.name, "how": self.how}
+        result = "reason" if self.how == "refused" else "how"
+        return {
+            "pid": self.pid,
+            "name": self.name,
+            result: self.reason if self.how == "refused" else self.how,
+            "role": self.role,
+            "suspended": self.suspended,
+            "cmdline": list(self.cmdline) if self.cmdline is not None else None,
+        }
 
 
 @dataclass
 class CleanupResult:
-    """The contract's cleanup result (DESIGN.md), plus the plan flag for ``--dry-run``."""
+    """The contract's cleanup result, plus the plan flag for ``--dry-run``."""
 
     port: int
     freed: bool = False
@@ -74,54 +107,100 @@ def protected_pids() -> dict[int, str]:
     return protected
 
 
-def _refusal(row: Listener, force: bool, protected: dict[int, str]) -> str | None:
-    if row.pid is None or row.facts is None:
-        return "the operating system does not say which process holds this socket"
-    if row.pid in protected:
-        return protected[row.pid]
-    if not force and row.facts.uid is not None and row.facts.uid != os.geteuid():
-        return f"owned by user {row.user}, not by you (use --force)"
-    if not force and not row.project:
-        return "not a process of this project (use --force)"
-    return None
+class _Rules:
+    """The safety rules, fixed for one cleanup."""
+
+    def __init__(self, force: bool) -> None:
+        self.force = force
+        self.protected = protected_pids()
+        self.uid = os.geteuid() if hasattr(os, "geteuid") else None
+
+    def refusal(self, facts: ProcessFacts, project: bool) -> str | None:
+        """Why ``facts`` may not be stopped, or None."""
+        if facts.pid in self.protected:
+            return self.protected[facts.pid]
+        if self.force:
+            return None
+        if facts.uid is not None and self.uid is not None and facts.uid != self.uid:
+            return f"owned by user {facts.user}, not by you (use --force)"
+        if not project:
+            return "not a process of this project (use --force)"
+        return None
+
+
+def _outcome(
+    facts: ProcessFacts, how: str, reason: str | None = None, role: str = "holder"
+) -> Outcome:
+    return Outcome(facts.pid, facts.name, how, reason, facts.cmdline, facts.stopped, role)
+
+
+Identity = tuple[int, float]  # pid and start time: a process, never a reused pid
+
+
+def _identity(facts: ProcessFacts) -> Identity:
+    return facts.pid, facts.start_time
 
 
 Groups = dict[int, list[ProcessFacts]]  # top-most holder pid -> that holder and its workers
 
 
-def _plan(
-    rows: list[Listener], force: bool, protected: dict[int, str]
-) -> tuple[Groups, list[Outcome]]:
-    """Group holders under their top-most holder and apply the safety rules per group:
-    the groups to stop, and the refusals."""
+def _group(rows: list[Listener]) -> tuple[Groups, dict[int, bool], list[Listener]]:
+    """Holders under their top-most holder; whether each holder is the project's (its
+    own code, or its supervisor's); and the rows whose holder the system does not name."""
     facts = {row.pid: row.facts for row in rows if row.pid is not None and row.facts}
     holders_of: dict[str, set[int]] = {}
     for row in rows:
-        if row.pid is not None:
+        if row.pid in facts:
             holders_of.setdefault(row.socket_id, set()).add(row.pid)
     groups: Groups = {}
-    reasons: dict[int, str] = {}
-    refused: list[Outcome] = []
+    project: dict[int, bool] = {}
+    unnamed: list[Listener] = []
     for row in rows:
-        reason = _refusal(row, force, protected)
         if row.pid is None or row.facts is None:
-            refused.append(Outcome(None, None, "refused", reason))
+            unnamed.append(row)
             continue
         root = top_holder(row.pid, holders_of[row.socket_id], facts)
         members = groups.setdefault(root, [facts[root]])
         if all(member.pid != row.pid for member in members):
             members.append(row.facts)
-        if reason is not None:
-            reasons.setdefault(row.pid, reason)
-    for root in list(groups):
-        members = groups[root]
-        if not any(member.pid in reasons for member in members):
+        project[row.pid] = project.get(row.pid, False) or row.project
+    return groups, project, unnamed
+
+
+def _refusals(groups: Groups, project: dict[int, bool], rules: _Rules) -> list[Outcome]:
+    """Refusals of whole groups: a server is never half stopped."""
+    refused: list[Outcome] = []
+    for root, members in groups.items():
+        reasons = {m.pid: rules.refusal(m, project.get(m.pid, False)) for m in members}
+        if not any(reasons.values()):
             continue
-        del groups[root]  # never stop half a server: refuse the whole group
         for member in members:
-            reason = reasons.get(member.pid) or f"its supervisor pid {root} was refused"
-            refused.append(Outcome(member.pid, member.name, "refused", reason))
-    return groups, refused
+            reason = reasons[member.pid] or f"its supervisor pid {root} was refused"
+            refused.append(_outcome(member, "refused", reason))
+    return refused
+
+
+def _restarters(
+    groups: Groups, parents: dict[Identity, ProcessFacts], rules: _Rules, port: int
+) -> tuple[list[ProcessFacts], list[Outcome]]:
+    """The parents that started both a holder already stopped and one of these new
+    holders: those the rules let us stop, and the refused ones."""
+    allowed: list[ProcessFacts] = []
+    refused: list[Outcome] = []
+    for members in groups.values():
+        ppid = members[0].ppid
+        if ppid is None or ppid == 1:
+            continue  # orphans are adopted by init: init restarts nothing of ours
+        parent = process_facts(ppid)
+        if parent is None or _identity(parent) not in parents or parent in allowed:
+            continue
+        reason = rules.refusal(parent, is_project_process(parent))
+        if reason is None:
+            allowed.append(parent)
+        else:
+            why = f"it restarts the holders of port {port}; {reason}"
+            refused.append(_outcome(parent, "refused", why, role="restarter"))
+    return allowed, refused
 
 
 def _send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
@@ -156,9 +235,33 @@ def _send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
     return None
 
 
-def _stop_groups(groups: Groups, grace: float, result: CleanupResult) -> None:
-    """SIGTERM the top-most holders, then lingering workers, then SIGKILL after ``grace``."""
+def _continue_stopped(roots: list[ProcessFacts], members: list[ProcessFacts]) -> None:
+    """SIGCONT every stopped process of the trees being stopped, holders or not (a
+    multiprocessing resource tracker left stopped would stay so forever)."""
+    if not hasattr(signal, "SIGCONT"):
+        return
+    seen: set[int] = set()
+    candidates = [*members]
+    for root in roots:
+        candidates.extend(
+            found for pid in descendants(root.pid) if (found := process_facts(pid)) is not None
+        )
+    for candidate in candidates:
+        if candidate.pid in seen:
+            continue
+        seen.add(candidate.pid)
+        now = process_facts(candidate.pid)
+        if now is not None and now.stopped and now.start_time == candidate.start_time:
+            _send(now, signal.SIGCONT)
+
+
+def _stop_groups(
+    groups: Groups, grace: float, result: CleanupResult, roles: dict[int, str]
+) -> None:
+    """SIGTERM the top-most holders (and continue what is suspended), then lingering
+    workers, then SIGKILL after ``grace``; record what happened to each."""
     start = time.monotonic()
+    roots = [members[0] for members in groups.values()]
     targets = [member for members in groups.values() for member in members]
     how: dict[int, str] = {}
     signalled: set[int] = set()
@@ -176,12 +279,15 @@ def _stop_groups(groups: Groups, grace: float, result: CleanupResult) -> None:
             elif member.pid not in signalled:
                 how[member.pid] = "already gone"
 
-    deliver([member for member in targets if member.pid in groups], signal.SIGTERM)
+    deliver(roots, signal.SIGTERM)
+    _continue_stopped(roots, targets)
     poll_until(lambda: not alive(), start + grace / 2, max_interval=POLL_CAP)
-    deliver(alive(), signal.SIGTERM)
+    lingering = alive()
+    deliver(lingering, signal.SIGTERM)
+    _continue_stopped([], lingering)
     poll_until(lambda: not alive(), start + grace, max_interval=POLL_CAP)
     lingering = alive()
-    deliver(lingering, signal.SIGKILL)
+    deliver(lingering, getattr(signal, "SIGKILL", signal.SIGTERM))
     poll_until(lambda: not alive(), time.monotonic() + 5, max_interval=POLL_CAP)
     for member in targets:
         if member.pid in how:
@@ -192,55 +298,102 @@ def _stop_groups(groups: Groups, grace: float, result: CleanupResult) -> None:
             how[member.pid] = "killed"
         else:
             how[member.pid] = "terminated"
+        role = roles.get(member.pid, "holder")
         if how[member.pid] == "refused":
-            result.refused.append(
-                Outcome(member.pid, member.name, "refused", "permission denied by the system")
-            )
+            denied = "permission denied by the system"
+            result.refused.append(_outcome(member, "refused", denied, role))
         else:
-            result.stopped.append(Outcome(member.pid, member.name, how[member.pid]))
+            result.stopped.append(_outcome(member, how[member.pid], role=role))
 
 
-def _port_is_free(port: int) -> bool:
-    return check(port).free and not listeners(port)
+def _scan(port: int) -> list[Listener]:
+    """The holders of ``port`` (listening or only bound), scanned again while one is
+    unnamed: a holder that forks a successor and exits between the socket scan and the
+    process scan leaves a socket without a visible holder for a moment."""
+    rows = listeners(port, bound=True)
+    for _ in range(RESCANS - 1):
+        if all(row.pid is not None for row in rows):
+            break
+        time.sleep(POLL_CAP)
+        rows = listeners(port, bound=True)
+    return rows
+
+
+def _settle(port: int, window: float) -> tuple[list[Listener], bool]:
+    """Watch the port for ``window`` seconds: (holders seen, whether it can be bound).
+
+    Test binds are cheap, so they are the poll; a scan runs when a bind fails, and once
+    at the end.
+    """
+    end = time.monotonic() + window
+    while True:
+        if not quick_free(port, LOCAL_ADDRESSES):
+            rows = _scan(port)
+            if rows:
+                return rows, False
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(POLL_CAP, remaining))
+    rows = _scan(port)
+    return rows, not rows and quick_free(port, LOCAL_ADDRESSES)
 
 
 def cleanup(
-    port: int, *, force: bool = False, grace: float = 5.0, dry_run: bool = False
+    port: int,
+    *,
+    force: bool = False,
+    grace: float = DEFAULT_GRACE_SECONDS,
+    dry_run: bool = False,
+    settle: float = DEFAULT_SETTLE_SECONDS,
 ) -> CleanupResult:
-    """Stop whatever holds ``port`` (within the safety rules) and verify it is free."""
+    """Stop whatever holds ``port`` (within the safety rules) and verify it stays free.
+
+    All or nothing per round: when any holder (or a restarter) is refused, nothing more
+    is stopped and the answer comes at once, naming the refusals.
+    """
     start = time.monotonic()
     result = CleanupResult(port=port, dry_run=dry_run)
-    protected = protected_pids()
-    handled: set[tuple[int, float]] = set()
+    rules = _Rules(force)
+    handled: set[Identity] = set()  # every process signalled so far
+    parents: dict[Identity, ProcessFacts] = {}  # the parents of the holders stopped so far
+    rows = _scan(port)
+    freed = not rows and quick_free(port, LOCAL_ADDRESSES)
     for _ in range(MAX_ROUNDS):
-        rows = listeners(port)
         if not rows:
             break
-        groups, refused = _plan(rows, force, protected)
-        result.refused.extend(o for o in refused if o not in result.refused)
+        groups, project, unnamed = _group(rows)
+        refused = [Outcome(None, None, "refused", HIDDEN_HOLDER) for _ in unnamed[:1]]
+        refused += _refusals(groups, project, rules)
         fresh = {
             root: members
             for root, members in groups.items()
-            if (members[0].pid, members[0].start_time) not in handled
+            if _identity(members[0]) not in handled
         }
-        if dry_run:
-            result.stopped.extend(
-                Outcome(member.pid, member.name, "would terminate")
-                for members in fresh.values()
-                for member in members
-            )
+        restarters, refused_restarters = _restarters(fresh, parents, rules, port)
+        refused += refused_restarters
+        if refused or dry_run:
+            result.refused.extend(refused)
+            if dry_run and not refused:
+                result.stopped.extend(
+                    _outcome(member, "would terminate")
+                    for members in groups.values()
+                    for member in members
+                )
             break
         if not fresh:
-            break
-        handled.update((m.pid, m.start_time) for members in fresh.values() for m in members)
-        _stop_groups(fresh, grace, result)
-        if result.refused:
-            break
-    settle = 0.0 if dry_run else 2.0
-    result.freed = poll_until(
-        lambda: _port_is_free(port), time.monotonic() + settle, max_interval=POLL_CAP
-    )
-    if not result.freed:
-        result.still_held = listeners(port)
+            break  # only processes already signalled, still holding on: not freed
+        for members in fresh.values():
+            for member in members:
+                if member.ppid is not None and (parent := process_facts(member.ppid)):
+                    parents[_identity(parent)] = parent
+        # A restarter goes first, so it cannot replace the holders stopped after it.
+        order: Groups = {parent.pid: [parent] for parent in restarters} | fresh
+        handled.update(_identity(m) for members in order.values() for m in members)
+        _stop_groups(order, grace, result, {parent.pid: "restarter" for parent in restarters})
+        rows, freed = _settle(port, settle)
+    result.freed = freed and not (dry_run or result.refused or rows)
+    if not result.freed and not dry_run:
+        result.still_held = rows or _scan(port)
     result.seconds = time.monotonic() - start
     return result

@@ -14,10 +14,21 @@ from typing import TYPE_CHECKING
 from utils import render
 from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
 from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, guarded
-from utils._values import InvalidValue, parse_port, parse_seconds
+from utils._values import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+    MAX_GRACE_SECONDS,
+    MAX_SETTLE_SECONDS,
+    MAX_WAIT_SECONDS,
+    InvalidValue,
+    parse_http_path,
+    parse_port,
+    parse_seconds,
+)
 
 if TYPE_CHECKING:
     from utils._holders import Listener
+    from utils._stopping import Outcome
 
 
 def _guarded(action: Callable[[], int]) -> int:
@@ -29,22 +40,43 @@ def _pid(value: int | None) -> str:
 
 
 def _listener_table(rows: Sequence[Listener], colour: bool) -> str:
-    cells = []
+    cells: list[list[render.Cell]] = []
     for row in rows:
+        state = row.state + (", suspended" if row.suspended else "")
         cells.append(
             [
                 str(row.port),
                 row.address,
                 row.family,
+                render.Styled(state, "yellow") if row.suspended else state,
                 _pid(row.pid),
                 _pid(row.ppid),
                 row.user or "-",
-                render.paint("yes", "green", colour) if row.project else "no",
+                render.Styled("yes", "green") if row.project else "no",
                 row.command,
             ]
         )
-    headers = ["PORT", "ADDRESS", "FAMILY", "PID", "PPID", "USER", "PROJECT", "COMMAND"]
+    headers = ["PORT", "ADDRESS", "FAMILY", "STATE", "PID", "PPID", "USER", "PROJECT", "COMMAND"]
     return render.table(headers, cells, colour)
+
+
+def _unnamed_holders_note(holders: Sequence[Listener]) -> str | None:
+    """What can be said of holders the operating system does not name, or None."""
+    import os
+
+    if not holders:
+        return (
+            "The port is bound but not listening, and the operating system does not say by "
+            "which process (a socket that never called listen(), or connections still open)."
+        )
+    if all(row.pid is not None for row in holders):
+        return None
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return "Some holders are not named: they belong to another user (try as root)."
+    return (
+        "Some holders are not named by the operating system: a process of another PID "
+        "namespace (a container), or a socket of the kernel."
+    )
 
 
 def _listeners_json(rows: Sequence[Listener]) -> str:
@@ -56,10 +88,10 @@ def _listeners_json(rows: Sequence[Listener]) -> str:
     """
     import json
 
-    encoded: dict[tuple[int | None, bool], str] = {}
+    encoded: dict[tuple[int | None, bool, bool], str] = {}
     parts = []
     for row in rows:
-        key = (row.pid, row.project)
+        key = (row.pid, row.project, row.listening)
         process = encoded.get(key)
         if process is None:
             whole = row.as_dict()
@@ -114,8 +146,9 @@ def run_check(port: object, *, host: str | None = None, as_json: bool = False) -
         print(f"Port {status.port} is {verdict} on {', '.join(busy)}.")
         if status.holders:
             print(_listener_table(status.holders, colour))
-        elif any(s.reason == "in use" for s in status.addresses):
-            print("No holder is visible: another user's process (try as root) or another netns.")
+        note = _unnamed_holders_note(status.holders)
+        if note and any(s.reason == "in use" for s in status.addresses):
+            print(note)
         return EXIT_NO
 
     return _guarded(action)
@@ -142,40 +175,64 @@ def run_cleanup(
     port: object,
     *,
     force: bool = False,
-    grace: object = 5.0,
+    grace: object = DEFAULT_GRACE_SECONDS,
+    settle: object = DEFAULT_SETTLE_SECONDS,
     dry_run: bool = False,
     as_json: bool = False,
 ) -> int:
     """Free ``port``; exit 0 when it is free at the end (or, dry, would be), else 1."""
 
     def action() -> int:
+        from utils._holders import command_text
         from utils._stopping import cleanup
 
         number = parse_port(port)
-        seconds = parse_seconds(grace, "--grace")
-        result = cleanup(number, force=force, grace=seconds, dry_run=dry_run)
+        grace_seconds = parse_seconds(grace, "--grace", MAX_GRACE_SECONDS)
+        settle_seconds = parse_seconds(settle, "--settle", MAX_SETTLE_SECONDS)
+        result = cleanup(
+            number, force=force, grace=grace_seconds, dry_run=dry_run, settle=settle_seconds
+        )
         success = not result.refused if dry_run else result.freed
         if as_json:
             render.emit_json(result.as_dict())
             return EXIT_OK if success else EXIT_NO
         colour = render.colour_enabled(sys.stdout)
-        rows = [[_pid(o.pid), o.name or "-", o.how] for o in result.stopped]
-        rows += [[_pid(o.pid), o.name or "-", f"refused: {o.reason}"] for o in result.refused]
-        if rows:
-            print(render.table(["PID", "NAME", "RESULT"], rows, colour))
+        outcomes = [*result.stopped, *result.refused]
+        if outcomes:
+            cells = [
+                [_pid(o.pid), _outcome_text(o), command_text(o.cmdline, o.name)] for o in outcomes
+            ]
+            print(render.table(["PID", "RESULT", "COMMAND"], cells, colour))
         if dry_run:
             print(f"Dry run: nothing was stopped; port {number} is still as it was.")
         elif result.freed:
             freed = render.paint("free", "green", colour)
-            print(f"Port {number} is {freed} ({result.seconds:.2f} s).")
+            print(f"Port {number} is {freed} and stayed free ({result.seconds:.2f} s).")
         else:
             held = render.paint("still held", "red", colour)
             print(f"Port {number} is {held} after {result.seconds:.2f} s.")
             if result.still_held:
                 print(_listener_table(result.still_held, colour))
+            note = _unnamed_holders_note(result.still_held)
+            if note and not result.refused:
+                print(note)
         return EXIT_OK if success else EXIT_NO
 
     return _guarded(action)
+
+
+def _outcome_text(outcome: Outcome) -> str:
+    """'terminated', 'refused: <reason>', with notes on the restarter and suspended ones."""
+    text = f"refused: {outcome.reason}" if outcome.how == "refused" else outcome.how
+    notes = [
+        note
+        for note, on in (
+            ("restarter", outcome.role == "restarter"),
+            ("was suspended", outcome.suspended),
+        )
+        if on
+    ]
+    return text + (f" ({', '.join(notes)})" if notes else "")
 
 
 def run_wait(
@@ -193,9 +250,9 @@ def run_wait(
         from utils._waiting import wait
 
         number = parse_port(port)
-        seconds = parse_seconds(timeout, "--timeout")
-        if http is not None and not http.startswith("/"):
-            raise InvalidValue(f"--http {http!r} is not valid: expected a path starting with '/'")
+        seconds = parse_seconds(timeout, "--timeout", MAX_WAIT_SECONDS)
+        if http is not None:
+            parse_http_path(http)
         if http is not None and free:
             raise InvalidValue("--http and --free are not valid together: choose one condition")
         result = wait(number, host, timeout=seconds, free=free, http_path=http)
@@ -243,6 +300,13 @@ COMMANDS = (
         (
             Option("--force", "also stop processes that are not this project's"),
             Option("--grace", "seconds before SIGKILL (default 5)", True, "5", "SECONDS"),
+            Option(
+                "--settle",
+                "seconds the port must stay free to count as freed (default 0.5)",
+                True,
+                "0.5",
+                "SECONDS",
+            ),
             Option("--dry-run", "print what would be stopped, stop nothing"),
             _JSON,
         ),
@@ -296,6 +360,7 @@ def _dispatch(words: list[str]) -> int:
             values["port"],
             force=bool(values["force"]),
             grace=values["grace"],
+            settle=values["settle"],
             dry_run=bool(values["dry_run"]),
             as_json=as_json,
         )

@@ -30,24 +30,38 @@ from utils._binding import (
     reserve,
 )
 from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, error_line, guarded
-from utils._holders import PROJECT_ROOT, Listener, listeners, runs_project_code
+from utils._holders import Listener, is_project_process, listeners
+from utils._project import PROJECT_ROOT, runs_project_code
 from utils._stopping import CleanupResult, Outcome, cleanup
-from utils._values import InvalidValue, parse_port, parse_seconds, resolve_host
+from utils._values import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+    DEFAULT_WAIT_SECONDS,
+    PORT_RANGE,
+    WORKERS_RANGE,
+    InvalidValue,
+    parse_int,
+    parse_port,
+    parse_seconds,
+    resolve_host,
+    shown,
+)
 from utils._waiting import WaitResult, wait
 
 DEFAULT_START_PORT = 8000
-DEFAULT_GRACE_SECONDS = 5.0
-DEFAULT_WAIT_SECONDS = 30.0
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_SETTLE_SECONDS",
     "DEFAULT_START_PORT",
     "DEFAULT_WAIT_SECONDS",
     "EXIT_NO",
     "EXIT_OK",
     "EXIT_USAGE",
     "LOCAL_ADDRESSES",
+    "PORT_RANGE",
     "PROJECT_ROOT",
+    "WORKERS_RANGE",
     "AddressStatus",
     "CleanupResult",
     "InvalidValue",
@@ -61,12 +75,15 @@ __all__ = [
     "error_line",
     "find",
     "guarded",
+    "is_project_process",
     "listeners",
+    "parse_int",
     "parse_port",
     "parse_seconds",
     "reserve",
     "resolve_host",
     "runs_project_code",
+    "shown",
     "wait",
 ]
 

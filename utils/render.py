@@ -1,7 +1,10 @@
-"""Plain-text output: aligned tables, and colour only where a person is looking.
+"""Plain-text output: escaped outside text, aligned tables, colour only where a person looks.
 
-Hand-written rather than a table library, which would cost more start-up time than
-the whole answer.
+Process names, command lines, user names and third-party messages are chosen by others
+and may hold escape sequences, carriage returns or newlines that would fake rows, clear
+the screen or retitle the terminal. Every human printer passes them through
+``printable()``; only JSON carries them exactly. Tables are hand-written rather than a
+table library, which would cost more start-up time than the whole answer.
 """
 
 from __future__ import annotations
@@ -9,9 +12,28 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character (controls, format, separators other
+    than the space, unassigned) shown as a Python-style escape, so it is one safe line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def colour_enabled(stream: TextIO) -> bool:
@@ -22,21 +44,42 @@ def colour_enabled(stream: TextIO) -> bool:
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:
+    """``text`` in ``colour`` when enabled; ``text`` must be the program's own words."""
     return f"\033[{_COLOURS[colour]}m{text}\033[0m" if enabled and text else text
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]], enabled: bool) -> str:
-    """Columns padded to their widest cell; the last column is never padded."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+class Styled(NamedTuple):
+    """A table cell of the program's own words, shown in a colour."""
 
-    def line(cells: Sequence[str]) -> str:
-        padded = [
-            str(cell).ljust(width) for cell, width in zip(cells[:-1], widths[:-1], strict=True)
-        ]
-        return "  ".join([*padded, str(cells[-1])]).rstrip()
+    text: str
+    colour: str
 
-    head = paint(line(headers), "bold", enabled)
-    return "\n".join([head, *(line(row) for row in rows)])
+
+Cell = str | Styled
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], enabled: bool) -> str:
+    """Columns padded to their widest cell; the last column is never padded.
+
+    Plain cells are outside text and are escaped; widths are measured before colour is
+    added, so painted cells line up too.
+    """
+    texts = [
+        [printable(cell) if isinstance(cell, str) else cell.text for cell in row] for row in rows
+    ]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *texts, strict=True)]
+
+    def line(cells: Sequence[str], styles: Sequence[Cell] | None) -> str:
+        parts = []
+        for index, cell in enumerate(cells):
+            padding = "" if index == len(cells) - 1 else " " * (widths[index] - len(cell))
+            style = styles[index] if styles is not None else None
+            shown = paint(cell, style.colour, enabled) if isinstance(style, Styled) else cell
+            parts.append(shown + padding)
+        return "  ".join(parts).rstrip()
+
+    head = paint(line(headers, None), "bold", enabled)
+    return "\n".join([head, *(line(cells, row) for cells, row in zip(texts, rows, strict=True))])
 
 
 def emit_json(document: Any) -> None:

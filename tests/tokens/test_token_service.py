@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -18,11 +23,12 @@ from backend.services.integrations.errors import (
     TokenStoreError,
 )
 from backend.services.integrations.keys import KeyRing
-from backend.services.integrations.records import TokenSet
+from backend.services.integrations.records import HIDDEN, TokenSet
 from backend.services.integrations.schema import SCHEMA_VERSION
 from backend.services.integrations.store import TokenStore
-from backend.services.integrations.unified_token_service import UnifiedTokenService
+from backend.services.integrations.unified_token_service import MAX_REASON, UnifiedTokenService
 from tests.tokens.conftest import ServiceFactory, new_key, raw_rows
+from tests.tokens.test_scrub import assert_no_form
 from utils.port_manager import InvalidValue
 
 ACCESS = "ya29.access-PLAINTEXT-0001"
@@ -180,6 +186,99 @@ def test_failed_refresh_keeps_the_old_token_and_reports_the_provider_error(
     # The next successful refresh clears the recorded error.
     service.get_valid("alice", "github", Recorder())
     assert service.connections("alice")[0].last_refresh_error is None
+
+
+# Tokens whose characters change under URL, form, JSON and base64 encoding.
+ENCODABLE_ACCESS = "ya29.a0Af/H6+SMBx=Qz9~kLm"
+ENCODABLE_REFRESH = '1//0g"refresh\\token é+='
+
+
+def expired_encodable() -> TokenSet:
+    past = datetime.now(timezone.utc) - timedelta(seconds=1)
+    return TokenSet(ENCODABLE_ACCESS, ENCODABLE_REFRESH, past)
+
+
+def test_a_provider_error_quoting_the_tokens_encoded_is_stored_and_raised_without_them(
+    make_service: ServiceFactory, store_url: str
+) -> None:
+    service = make_service()
+    service.save("alice", "github", expired_encodable())
+    basic = base64.b64encode(f"client-id:{ENCODABLE_REFRESH}".encode()).decode()
+    message = (
+        f"GET https://api.example/user?access_token={quote(ENCODABLE_ACCESS, safe='')} "
+        f"returned 401; sent {urlencode({'refresh_token': ENCODABLE_REFRESH})} with "
+        f"Authorization: Basic {basic}; body {json.dumps({'token': ENCODABLE_ACCESS})}"
+    )
+    refused = Recorder(fail=RefreshError(message))
+    with pytest.raises(RefreshFailed) as failure:
+        service.get_valid("alice", "github", refused)
+    assert len(refused.calls) == 1
+
+    ((stored,),) = raw_rows(store_url, "SELECT refresh_error FROM integration_tokens")
+    assert isinstance(stored, str)
+    (listed,) = service.connections("alice")
+    for text in (stored, str(failure.value), failure.value.reason, listed.last_refresh_error):
+        assert text is not None
+        assert_no_form(text, ENCODABLE_ACCESS, ENCODABLE_REFRESH)
+        assert "GET https://api.example/user?access_token=<hidden> returned 401" in text
+        assert "Authorization: Basic " in text and HIDDEN in text
+    assert stored == failure.value.reason == listed.last_refresh_error
+    assert len(stored) <= MAX_REASON
+    assert service.get("alice", "github").access_token == ENCODABLE_ACCESS  # the old one kept
+
+    # Any other exception's text is scrubbed the same way.
+    broken = Recorder(fail=ConnectionError(f"reset by peer at /t?rt={quote(ENCODABLE_REFRESH)}"))
+    with pytest.raises(RefreshFailed) as failure:
+        service.get_valid("alice", "github", broken)
+    assert "ConnectionError: reset by peer at /t?rt=<hidden>" in str(failure.value)
+    assert_no_form(str(failure.value), ENCODABLE_REFRESH)
+
+
+def test_a_provider_error_with_control_characters_is_kept_as_one_escaped_line(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service()
+    service.save("alice", "github", expired_encodable())
+    refused = Recorder(fail=RefreshError("invalid_grant\x1b[2J\r\nFAKE ROW\x07" + "!" * 1000))
+    with pytest.raises(RefreshFailed) as failure:
+        service.get_valid("alice", "github", refused)
+    (listed,) = service.connections("alice")
+    reason = listed.last_refresh_error
+    assert reason is not None
+    assert reason.startswith("invalid_grant\\x1b[2J FAKE ROW\\x07!!!")
+    assert reason.isprintable() and len(reason) == MAX_REASON and reason.endswith("...")
+    assert str(failure.value).isprintable()
+
+
+def test_a_failure_recorded_while_waiting_for_the_lock_is_raised_scrubbed(
+    make_service: ServiceFactory, store_url: str
+) -> None:
+    """Another caller recorded a failure between our first read and our lock: that text
+    is raised without calling the provider, and scrubbed again (it may predate scrubbing)."""
+    service = make_service()
+    service.save("alice", "github", expired_encodable())
+    basic = base64.b64encode(f"user:{ENCODABLE_ACCESS}".encode()).decode()
+    recorded = f"legacy: {ENCODABLE_ACCESS} and Basic {basic}\x1b[2J"
+    write = service.store.write
+
+    @contextlib.contextmanager
+    def another_caller_failed_first() -> Iterator[object]:
+        raw_rows(
+            store_url,
+            f"UPDATE integration_tokens SET refresh_error = '{recorded}', "
+            f"refresh_failed_at = {time.time()}",
+        )
+        with write() as conn:
+            yield conn
+
+    service.store.write = another_caller_failed_first  # type: ignore[method-assign,assignment]
+    refresh = Recorder()
+    with pytest.raises(RefreshFailed) as failure:
+        service.get_valid("alice", "github", refresh)
+    assert refresh.calls == []  # the provider was not asked again
+    assert_no_form(str(failure.value), ENCODABLE_ACCESS)
+    assert "legacy: <hidden> and Basic dXNlcj<hidden>" in str(failure.value)
+    assert "\\x1b[2J" in str(failure.value) and str(failure.value).isprintable()
 
 
 def test_rotation_with_two_keys(make_service: ServiceFactory) -> None:

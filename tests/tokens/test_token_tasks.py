@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from backend.services.integrations import operator
+from backend.services.integrations.errors import RefreshError, RefreshFailed
 from backend.services.integrations.keys import KeyRing
 from backend.services.integrations.records import TokenSet
 from backend.services.integrations.store import TokenStore
 from backend.services.integrations.unified_token_service import UnifiedTokenService
 from tests.conftest import PYTHON, ROOT, run_invoke
 from tests.tokens.conftest import new_key, raw_rows, subprocess_env
+from tests.tokens.test_scrub import assert_no_form
 
 SECRET = "gho_PLAINTEXT_ACCESS_TOKEN"
 
@@ -203,6 +206,82 @@ def test_invoke_tokens_list_json_on_postgresql(postgres_url: str, tmp_path: Path
     assert result.returncode == 0, result.stderr
     assert [r["provider"] for r in json.loads(result.stdout)] == ["github", "slack"]
     assert SECRET not in result.stdout + result.stderr
+
+
+ENCODABLE_ACCESS = "ya29.a0Af/H6+SMBx=Qz9~kLm"  # changes under URL encoding
+ENCODABLE_REFRESH = "1//0gRefresh+Token=="
+
+
+def fail_refresh(url: str, key: bytes, user: str, message: str) -> RefreshFailed:
+    """Store an expired token for ``user`` and have its refresh fail with ``message``."""
+    service = UnifiedTokenService(TokenStore(url), KeyRing([key]))
+    past = datetime.now(timezone.utc) - timedelta(hours=1)
+
+    def refuse(_current: TokenSet) -> TokenSet:
+        raise RefreshError(message)
+
+    try:
+        service.save(user, "github", TokenSet(ENCODABLE_ACCESS, ENCODABLE_REFRESH, past))
+        with pytest.raises(RefreshFailed) as failure:
+            service.get_valid(user, "github", refuse)
+    finally:
+        service.close()
+    return failure.value
+
+
+def test_invoke_tokens_list_shows_no_form_of_a_token_quoted_by_the_provider(
+    store_url: str, tmp_path: Path
+) -> None:
+    key = new_key()
+    url_encoded = quote(ENCODABLE_ACCESS, safe="")
+    assert url_encoded != ENCODABLE_ACCESS
+    failure = fail_refresh(
+        store_url,
+        key,
+        "alice",
+        f"GET https://api.example/user?access_token={url_encoded}&rt="
+        f"{quote(ENCODABLE_REFRESH, safe='')} returned 401 Unauthorized",
+    )
+    ((stored,),) = raw_rows(store_url, "SELECT refresh_error FROM integration_tokens")
+    assert isinstance(stored, str)
+    expected = "GET https://api.example/user?access_token=<hidden>&rt=<hidden> returned 401"
+    assert stored.startswith(expected)
+
+    env = subprocess_env(
+        DATABASE_URL=store_url, TOKEN_ENCRYPTION_KEYS=key.decode(), DATA_DIR=str(tmp_path)
+    )
+    human = run_invoke("tokens.list", env=env)
+    as_json = run_invoke("tokens.list", "--json", env=env)
+    assert human.returncode == 0 and as_json.returncode == 0, human.stderr + as_json.stderr
+    assert expected in human.stdout
+    assert json.loads(as_json.stdout)[0]["last_refresh_error"] == stored
+    for text in (
+        stored,
+        str(failure),
+        human.stdout + human.stderr,
+        as_json.stdout + as_json.stderr,
+    ):
+        assert_no_form(text, ENCODABLE_ACCESS, ENCODABLE_REFRESH)
+
+
+def test_invoke_tokens_list_shows_a_provider_message_escaped_on_one_line(
+    store_url: str, tmp_path: Path
+) -> None:
+    key = new_key()
+    fail_refresh(store_url, key, "alice", "invalid_grant\x1b]0;pwned\x07\r\nbob  github  ok")
+    env = subprocess_env(
+        DATABASE_URL=store_url, TOKEN_ENCRYPTION_KEYS=key.decode(), DATA_DIR=str(tmp_path)
+    )
+    human = run_invoke("tokens.list", env=env)
+    assert human.returncode == 0, human.stderr
+    lines = human.stdout.splitlines()
+    assert len(lines) == 2  # the header and alice's row: the message made no row of its own
+    assert lines[1].endswith("invalid_grant\\x1b]0;pwned\\x07 bob github ok")
+    assert "\x1b" not in human.stdout and "\r" not in human.stdout and "\x07" not in human.stdout
+
+    as_json = run_invoke("tokens.list", "--json", env=env)
+    (row,) = json.loads(as_json.stdout)
+    assert row["last_refresh_error"] == "invalid_grant\\x1b]0;pwned\\x07 bob github ok"
 
 
 def test_invoke_faults_are_one_line_without_traceback(tmp_path: Path) -> None:

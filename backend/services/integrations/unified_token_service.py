@@ -17,7 +17,8 @@ UPDATE`` of the row on PostgreSQL - and reads the row again under that lock:
   one the first read saw): that error is raised without asking the provider again;
 - otherwise this caller calls ``refresh`` while holding the lock and commits the new
   token; the others are waiting for it. A failed refresh keeps the old token and
-  records the provider's answer.
+  records the provider's answer, with both tokens removed from it in every encoding
+  (``scrub.safe_line``) before it is stored or raised.
 
 The lock is held while the provider answers, so the refresh function must finish (time
 out) within ``TOKEN_STORE_TIMEOUT``, which bounds how long the others wait. On SQLite
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -48,7 +49,6 @@ from backend.services.integrations.errors import (
 )
 from backend.services.integrations.keys import KeyRing
 from backend.services.integrations.records import (
-    HIDDEN,
     ConnectionInfo,
     TokenSet,
     check_provider,
@@ -57,6 +57,7 @@ from backend.services.integrations.records import (
     utc_now,
 )
 from backend.services.integrations.schema import tokens_table
+from backend.services.integrations.scrub import safe_line
 from backend.services.integrations.store import TokenStore
 
 Refresh = Callable[[TokenSet], TokenSet]
@@ -119,7 +120,8 @@ class UnifiedTokenService:
             if not current.expires_within(self.skew):
                 return current  # another caller refreshed it while we waited for the lock
             if row.refresh_failed_at not in (None, seen.refresh_failed_at):
-                failure = row.refresh_error or "unknown error"  # it failed while we waited
+                # It failed while we waited. Scrubbed again: the row may predate scrubbing.
+                failure = _reason(row.refresh_error or "unknown error", current)
             else:
                 fresh, failure = _call_refresh(refresh, current)
                 if fresh is not None:
@@ -274,24 +276,33 @@ class UnifiedTokenService:
 
 
 def _call_refresh(refresh: Refresh, current: TokenSet) -> tuple[TokenSet | None, str]:
-    """Run the caller's refresh; (new tokens, "") or (None, the reason, secrets removed)."""
+    """Run the caller's refresh; (new tokens, "") or (None, the reason, secrets removed).
+
+    The reason is provider or library text that may quote the tokens in any encoding; it
+    is scrubbed here, before it is stored, raised or shown.
+    """
     try:
         fresh: object = refresh(current)
     except RefreshError as error:
-        reason = str(error) or "the provider refused"
+        reason = _text(error) or "the provider refused"
     except Exception as error:
-        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        text = _text(error)
+        reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
     else:
         if isinstance(fresh, TokenSet):
             return fresh, ""
         reason = f"the refresh function returned {type(fresh).__name__}, not a TokenSet"
-    return None, _scrub(reason, (current.access_token, current.refresh_token))
+    return None, _reason(reason, current)
 
 
-def _scrub(reason: str, secrets: Sequence[str | None]) -> str:
-    """One line, bounded, with any known token value replaced by <hidden>."""
-    for secret in secrets:
-        if secret:
-            reason = reason.replace(secret, HIDDEN)
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= MAX_REASON else reason[: MAX_REASON - 3] + "..."
+def _text(error: BaseException) -> str:
+    """``str(error)``, or "" if even that fails: a broken ``__str__`` must not escape."""
+    try:
+        return str(error)
+    except Exception:
+        return ""
+
+
+def _reason(text: str, current: TokenSet) -> str:
+    """Outside text as a stored reason: both tokens scrubbed, one line, ``MAX_REASON`` long."""
+    return safe_line(text, (current.access_token, current.refresh_token), MAX_REASON)
