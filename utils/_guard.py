@@ -10,12 +10,14 @@ import sys
 from collections.abc import Callable
 
 from utils._values import InvalidValue
+from utils.render import printable
 
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def error_line(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    """One line on stderr, whatever the message holds (it may quote outside text)."""
+    sys.stderr.write(f"error: {printable(message)}\n")
 
 
 def _describe(failure: BaseException) -> str:
