@@ -93,9 +93,15 @@ def test_unresolvable_host(command: str) -> None:
 
 # TEST-NET-1 and an IPv4-mapped form of it: a test bind sends no traffic anywhere.
 @pytest.mark.parametrize("host", ["192.0.2.1", "::ffff:192.0.2.1"])
-def test_a_host_that_is_not_this_machine_is_refused_by_check_and_find(host: str) -> None:
+def test_a_host_that_is_not_this_machine_is_refused_by_check_find_and_serve(host: str) -> None:
     port = str(fresh_port())
-    for result in (run_cli("check", port, "--host", host), run_cli("find", "--host", host)):
+    for result in (
+        run_cli("check", port, "--host", host),
+        run_cli("find", "--host", host),
+        run_invoke("ports.check", "--port", port, "--host", host),
+        run_invoke("ports.find", "--host", host),
+        run_backend("--dev", "--port", port, "--host", host),
+    ):
         assert_one_line_error(result, host)
         assert "address of this machine" in result.stderr
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.apps.tiny import lifespan_pids
 from tests.conftest import (
     PYTHON,
     ROOT,
@@ -62,14 +63,17 @@ def test_a_suspended_server_shuts_down_gracefully(
     """Ctrl-Z stops the whole job: cleanup continues it, so SIGTERM is a graceful stop."""
     extra, holders_expected = UVICORN_MODES[mode]
     port = fresh_port()
-    shutdown_log = tmp_path / "shutdown.log"
+    lifespan_log = tmp_path / "lifespan.log"
     server = processes.start(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), *extra],
-        env={**os.environ, "TINY_SHUTDOWN_LOG": str(shutdown_log)},
+        env={**os.environ, "TINY_LIFESPAN_LOG": str(lifespan_log)},
     )
     deadline_poll(lambda: len(holder_pids(port)) >= holders_expected)
-    tree = processes.tree(server.pid)
+    # A worker holds the inherited socket before its signal handlers exist: wait until
+    # every process that serves has started its lifespan.
     serving = holder_pids(port) - {server.pid} or {server.pid}
+    deadline_poll(lambda: serving <= lifespan_pids(lifespan_log, "startup"))
+    tree = processes.tree(server.pid)
 
     os.killpg(server.pid, signal.SIGSTOP)  # what a terminal's Ctrl-Z does to the job
     members = [member.pid for member in tree]
@@ -94,7 +98,7 @@ def test_a_suspended_server_shuts_down_gracefully(
     # server left stopped would have needed.
     assert document["seconds"] < 4
 
-    logged = {int(line.split()[1]) for line in shutdown_log.read_text().splitlines()}
+    logged = lifespan_pids(lifespan_log, "shutdown")
     assert serving <= logged  # every worker ran its lifespan shutdown
     created = {member.pid: member.create_time() for member in tree}
     # Nothing of the tree is left, stopped or otherwise (the resource tracker included).

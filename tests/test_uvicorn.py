@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps.tiny import lifespan_pids
 from tests.conftest import PYTHON, Processes, deadline_poll, fresh_port, gone, holder_pids, run_cli
 
 MODES = {
@@ -22,12 +23,16 @@ def test_list_shows_every_holder_and_cleanup_frees_gracefully(
 ) -> None:
     extra, holders_expected = MODES[mode]
     port = fresh_port()
-    shutdown_log = tmp_path / "shutdown.log"
+    lifespan_log = tmp_path / "lifespan.log"
     server = processes.start(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), *extra],
-        env={**__import__("os").environ, "TINY_SHUTDOWN_LOG": str(shutdown_log)},
+        env={**__import__("os").environ, "TINY_LIFESPAN_LOG": str(lifespan_log)},
     )
     deadline_poll(lambda: len(holder_pids(port)) >= holders_expected)
+    # A worker holds the inherited socket before its signal handlers exist: wait until
+    # every process that serves has started its lifespan.
+    serving = holder_pids(port) - {server.pid} or {server.pid}
+    deadline_poll(lambda: serving <= lifespan_pids(lifespan_log, "startup"))
     tree = processes.tree(server.pid)
 
     listed = run_cli("list", "--all", "--json")
@@ -39,7 +44,6 @@ def test_list_shows_every_holder_and_cleanup_frees_gracefully(
     assert listed_pids <= {member.pid for member in tree}
     assert all(row["project"] for row in rows)
 
-    serving = holder_pids(port) - {server.pid}
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(result.stdout)
@@ -49,9 +53,7 @@ def test_list_shows_every_holder_and_cleanup_frees_gracefully(
     assert {entry["how"] for entry in document["stopped"]} == {"terminated"}
 
     # Graceful: every process that served the app ran its lifespan shutdown.
-    workers = serving or {server.pid}
-    logged = {int(line.split()[1]) for line in shutdown_log.read_text().splitlines()}
-    assert workers <= logged
+    assert serving <= lifespan_pids(lifespan_log, "shutdown")
     # Nothing of the tree is left (the multiprocessing helpers included).
     created = {member.pid: member.create_time() for member in tree}
     deadline_poll(lambda: all(gone(pid, when) for pid, when in created.items()), timeout=10)
