@@ -343,3 +343,62 @@ def test_an_unnamed_bound_socket_is_described_without_a_false_hint(
     cleaned = run_cli("cleanup", str(port))
     assert cleaned.returncode == 1
     assert "bound but not listening" in cleaned.stdout
+
+
+def test_a_suspended_restarting_loop_is_continued_and_stopped(processes: Processes) -> None:
+    """Ctrl-Z stopped the loop too: it is continued, shows itself as the restarter, goes."""
+    port = fresh_port()
+    loop = processes.start(_loop(port))
+    deadline_poll(lambda: holder_pids(port))
+    os.killpg(loop.pid, signal.SIGSTOP)
+    deadline_poll(lambda: _states([loop.pid]) == {loop.pid: psutil.STATUS_STOPPED})
+    result = run_cli("cleanup", str(port), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    roles = {(e["pid"], e["role"]) for e in json.loads(result.stdout)["stopped"]}
+    assert (loop.pid, "restarter") in roles
+    assert loop.wait(timeout=10) is not None
+    assert stays_free(port)
+
+
+def test_a_restarter_behind_a_fresh_shell_is_found(processes: Processes) -> None:
+    """`while true; do sh -c '...'; done`: the holder's parent is new each time."""
+    port = fresh_port()
+    inner = _quoted(f"{PYTHON} -c {_quoted(listener_script())} {port}; true")
+    loop = processes.start(["bash", "-c", f"while true; do sh -c {inner}; done"])
+    deadline_poll(lambda: holder_pids(port))
+    result = run_cli("cleanup", str(port), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    roles = {(e["pid"], e["role"]) for e in json.loads(result.stdout)["stopped"]}
+    assert (loop.pid, "restarter") in roles
+    assert stays_free(port)
+
+
+SUBREAPER = f"""
+import ctypes, subprocess, sys, time
+ctypes.CDLL(None).prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: orphans below come to us
+subprocess.Popen([sys.executable, "-c", {SUCCESSOR!r}, sys.argv[1]])
+while True:
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_a_subreaper_that_adopts_a_successor_is_not_its_restarter(processes: Processes) -> None:
+    port = fresh_port()
+    reaper = processes.start([PYTHON, "-c", SUBREAPER, str(port)])
+    deadline_poll(lambda: holder_pids(port) - {reaper.pid})
+    result = run_cli("cleanup", str(port), "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert document["refused"] == []
+    assert {entry["role"] for entry in document["stopped"]} == {"holder"}
+    assert reaper.poll() is None  # the process manager lives on
+    assert stays_free(port, 0.5)
+
+
+def test_empty_arguments_stay_in_the_command_line(processes: Processes) -> None:
+    port = fresh_port()
+    holder = processes.start([PYTHON, "-c", listener_script(), str(port), "", "last"])
+    deadline_poll(lambda: holder.pid in holder_pids(port))
+    (row,) = [row for row in port_manager.listeners(port) if row.pid == holder.pid]
+    assert row.cmdline is not None and row.cmdline[-2:] == ("", "last")

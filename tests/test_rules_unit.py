@@ -167,6 +167,8 @@ def test_a_module_resolved_against_the_working_directory_counts(repo: Path, tmp_
         ["python3", "-c", "import os", "REPO/scripts/serve.py"],
         ["code", "REPO"],
         ["bash", "-c", "REPO/scripts/serve.py"],
+        ["sh", "-ec", "REPO/scripts/serve.py; sleep 1"],
+        ["bash", "-lc", "REPO/scripts/serve.py"],
         ["REPO/.venv/bin/uvicorn", "other:app"],
         ["python3", "REPO/.venv/bin/uvicorn", "other:app"],
         ["python3", "-", "REPO/scripts/serve.py"],

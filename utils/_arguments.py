@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from utils._values import shown
+
 
 class Option(NamedTuple):
     name: str  # "--grace"
@@ -40,7 +42,7 @@ def parse(commands: Sequence[Command], argv: Sequence[str]) -> tuple[str, dict[s
     command = by_name.get(argv[0])
     if command is None:
         choices = ", ".join(by_name)
-        raise UsageError(f"unknown command {argv[0]!r}: expected one of {choices}")
+        raise UsageError(f"unknown command {shown(argv[0])}: expected one of {choices}")
     options = {option.name: option for option in command.options}
     values: dict[str, object] = {
         _dest(o.name): (o.default if o.takes_value else False) for o in command.options
@@ -56,7 +58,7 @@ def parse(commands: Sequence[Command], argv: Sequence[str]) -> tuple[str, dict[s
         if word.startswith("--") or (word.startswith("-") and not word[1:2].isdigit()):
             option = options.get(name)
             if option is None:
-                raise UsageError(f"unknown option {name!r} for {command.name}")
+                raise UsageError(f"unknown option {shown(name)} for {command.name}")
             values[_dest(name)] = _option_value(option, inline if has_inline else None, words)
         else:
             positional.append(word)
@@ -64,7 +66,7 @@ def parse(commands: Sequence[Command], argv: Sequence[str]) -> tuple[str, dict[s
     if len(positional) < expected:
         raise UsageError(f"{command.name} needs {command.positional}")
     if len(positional) > expected:
-        raise UsageError(f"unexpected argument {positional[expected]!r} for {command.name}")
+        raise UsageError(f"unexpected argument {shown(positional[expected])} for {command.name}")
     if command.positional:
         values[command.positional.lower()] = positional[0]
     return command.name, values

@@ -134,6 +134,16 @@ def quick_free(port: int, addresses: tuple[str, ...]) -> bool:
     return PortStatus(port, None, _probes(port, addresses)).free
 
 
+def free_for_servers(port: int) -> bool:
+    """Nothing holds ``port``: every local address binds, or is refused only for want of
+    privilege (a port below 1024 for a normal user is not held by anyone)."""
+    return all(
+        status.free or status.reason == "permission denied"
+        for status in _probes(port, LOCAL_ADDRESSES)
+        if status.available
+    )
+
+
 def find(start: int = 8000, host: str | None = None) -> int:
     """The first port at or above ``start`` that is free on ``host``, else one the OS picks."""
     addresses = addresses_for(host)  # resolved once: a bad host fails before the scan

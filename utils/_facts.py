@@ -35,3 +35,4 @@ class ProcessFacts(NamedTuple):
     start_time: float  # with pid, identifies the process (pids are reused)
     zombie: bool
     stopped: bool = False  # suspended (SIGSTOP, Ctrl-Z): a SIGTERM waits until SIGCONT
+    pgid: int | None = None  # its process group: the job a terminal stops with Ctrl-Z

@@ -228,11 +228,14 @@ def process_facts(pid: int) -> ProcessFacts | None:
     # comm is in parentheses and may itself contain spaces or parentheses.
     name = stat[stat.index("(") + 1 : stat.rindex(")")]
     after = stat[stat.rindex(")") + 2 :].split()
-    state, ppid, start_ticks = after[0], int(after[1]), int(after[19])
+    state, ppid, pgid, start_ticks = after[0], int(after[1]), int(after[2]), int(after[19])
     try:
         with open(f"{base}/cmdline", "rb") as cmdline_file:
             raw = cmdline_file.read()
-        cmdline = tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+        # NUL-terminated arguments: only the final terminator is dropped, so an empty
+        # argument stays an (empty) argument.
+        parts = raw[:-1].split(b"\0") if raw.endswith(b"\0") else raw.split(b"\0")
+        cmdline = tuple(part.decode(errors="replace") for part in parts) if raw else ()
     except OSError:
         cmdline = ()
     try:
@@ -250,4 +253,5 @@ def process_facts(pid: int) -> ProcessFacts | None:
         start_time=start_ticks / _CLOCK_TICKS,
         zombie=state in ("Z", "X"),
         stopped=state in ("T", "t"),
+        pgid=pgid,
     )

@@ -54,7 +54,8 @@ Program = tuple[str, str]  # ("script", path) or ("module", dotted name)
 
 
 def _cluster(word: str, words: Iterator[str], kind: _Interpreter) -> tuple[bool, Program | None]:
-    """Clustered short flags (``-Bu``, ``-uc CODE``, ``-Wignore``, ``-mpkg``): the first
+    """Clustered short flags (``-Bu``, ``-uc CODE``, ``-Wignore``, ``-mpkg``, a shell's
+    ``-ec CODE``): the first
     letter that takes a value ends the cluster, with the rest of the word as its value.
     (whether the command line's program is decided, that program or None)."""
     for index, letter in enumerate(word[1:], start=1):
@@ -90,7 +91,7 @@ def _program_word(arguments: Sequence[str], kind: _Interpreter) -> Program | Non
         if option in kind.valued:
             if not has_value:
                 next(words, None)
-        elif not word.startswith("--") and kind is _PYTHON:
+        elif not word.startswith("--") and kind is not _NODE:
             decided, program = _cluster(word, words, kind)
             if decided:
                 return program

@@ -7,6 +7,7 @@ processes without privileges); sockets seen only system-wide get an unknown owne
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -120,4 +121,13 @@ def process_facts(pid: int) -> ProcessFacts | None:
         start_time=start_time,
         zombie=status == psutil.STATUS_ZOMBIE,
         stopped=status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP),
+        pgid=_pgid(pid),
     )
+
+
+def _pgid(pid: int) -> int | None:
+    getpgid = getattr(os, "getpgid", None)  # POSIX only
+    try:
+        return int(getpgid(pid)) if getpgid is not None else None
+    except OSError:
+        return None

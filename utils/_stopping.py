@@ -20,13 +20,14 @@ The world is not still while this runs:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from utils._binding import LOCAL_ADDRESSES, quick_free
+from utils._binding import free_for_servers
 from utils._facts import ProcessFacts
 from utils._holders import (
     Listener,
@@ -44,7 +45,9 @@ MAX_ROUNDS = 4  # stop, settle, and look again: holders, then their restarter, t
 # Poll exits quickly: a server that is gone should be noticed within a few ms, not after
 # a long back-off interval (the benchmark holds cleanup to "shutdown time + 100 ms").
 POLL_CAP = 0.02
-RESCANS = 3  # scans (POLL_CAP apart) before a socket without a named holder is "hidden"
+# How long a socket without a named holder is scanned again before it is "hidden": a
+# holder handing its socket to another process (fork, SCM_RIGHTS) is briefly invisible.
+RESCAN_SECONDS = 0.3
 HIDDEN_HOLDER = "the operating system does not say which process holds this socket"
 
 
@@ -144,9 +147,16 @@ def _identity(facts: ProcessFacts) -> Identity:
 Groups = dict[int, list[ProcessFacts]]  # top-most holder pid -> that holder and its workers
 
 
-def _group(rows: list[Listener]) -> tuple[Groups, dict[int, bool], list[Listener]]:
-    """Holders under their top-most holder; whether each holder is the project's (its
-    own code, or its supervisor's); and the rows whose holder the system does not name."""
+class Grouping(NamedTuple):
+    groups: Groups
+    project: dict[int, bool]  # holder pid -> the project's (its own code or its supervisor's)
+    unnamed: list[Listener]  # rows whose holder the system does not name
+    sockets: dict[int, set[str]]  # group root -> the sockets its members hold
+
+
+def _group(rows: list[Listener]) -> Grouping:
+    """Holders under their top-most holder. A worker that is the top holder of a socket of
+    its own is folded into its supervisor's group: one server, one SIGTERM each."""
     facts = {row.pid: row.facts for row in rows if row.pid is not None and row.facts}
     holders_of: dict[str, set[int]] = {}
     for row in rows:
@@ -155,6 +165,7 @@ def _group(rows: list[Listener]) -> tuple[Groups, dict[int, bool], list[Listener
     groups: Groups = {}
     project: dict[int, bool] = {}
     unnamed: list[Listener] = []
+    sockets: dict[int, set[str]] = {}
     for row in rows:
         if row.pid is None or row.facts is None:
             unnamed.append(row)
@@ -164,7 +175,17 @@ def _group(rows: list[Listener]) -> tuple[Groups, dict[int, bool], list[Listener
         if all(member.pid != row.pid for member in members):
             members.append(row.facts)
         project[row.pid] = project.get(row.pid, False) or row.project
-    return groups, project, unnamed
+        sockets.setdefault(root, set()).add(row.socket_id)
+    for root in list(groups):
+        owner = next((r for r, ms in groups.items() if r != root and _has(ms, root)), None)
+        if owner is not None:
+            groups[owner] += [m for m in groups.pop(root) if not _has(groups[owner], m.pid)]
+            sockets[owner] |= sockets.pop(root)
+    return Grouping(groups, project, unnamed, sockets)
+
+
+def _has(members: list[ProcessFacts], pid: int) -> bool:
+    return any(member.pid == pid for member in members)
 
 
 def _refusals(groups: Groups, project: dict[int, bool], rules: _Rules) -> list[Outcome]:
@@ -180,19 +201,56 @@ def _refusals(groups: Groups, project: dict[int, bool], rules: _Rules) -> list[O
     return refused
 
 
+class History:
+    """What earlier rounds stopped: to tell a restarted holder from a successor."""
+
+    def __init__(self) -> None:
+        self.handled: set[Identity] = set()  # every process signalled so far
+        self.newest_start = 0.0  # the latest start time among them
+        self.ancestors: dict[Identity, ProcessFacts] = {}  # their parents and grandparents
+        self.sockets: set[str] = set()  # the sockets they held
+
+    def record(self, groups: Groups, sockets: dict[int, set[str]]) -> None:
+        for root, members in groups.items():
+            self.sockets |= sockets.get(root, set())
+            for member in members:
+                self.handled.add(_identity(member))
+                self.newest_start = max(self.newest_start, member.start_time)
+                ancestor: ProcessFacts | None = member
+                for _ in range(2):
+                    ppid = ancestor.ppid if ancestor else None
+                    ancestor = process_facts(ppid) if ppid else None
+                    if ancestor is not None:
+                        self.ancestors[_identity(ancestor)] = ancestor
+
+    def restarter_of(self, holder: ProcessFacts) -> ProcessFacts | None:
+        """The process that started both ``holder`` and a stopped one: its parent, or its
+        grandparent through a parent started after the stop (``sh -c`` in a loop)."""
+        parent = process_facts(holder.ppid) if holder.ppid else None
+        for _ in range(2):
+            if parent is None or parent.pid == 1:
+                return None  # orphans are adopted by init: init restarts nothing of ours
+            if _identity(parent) in self.ancestors:
+                return parent
+            if parent.start_time <= self.newest_start:
+                return None  # an older process that started none of the stopped ones
+            parent = process_facts(parent.ppid) if parent.ppid else None
+        return None
+
+
 def _restarters(
-    groups: Groups, parents: dict[Identity, ProcessFacts], rules: _Rules, port: int
+    grouping: Grouping, history: History, rules: _Rules, port: int
 ) -> tuple[list[ProcessFacts], list[Outcome]]:
-    """The parents that started both a holder already stopped and one of these new
-    holders: those the rules let us stop, and the refused ones."""
+    """The processes that started both a holder already stopped and one of these new
+    holders: those the rules let us stop, and the refused ones. A holder of a socket that
+    a stopped holder held is its successor (a fork keeps the socket), not a restart."""
     allowed: list[ProcessFacts] = []
     refused: list[Outcome] = []
-    for members in groups.values():
-        ppid = members[0].ppid
-        if ppid is None or ppid == 1:
-            continue  # orphans are adopted by init: init restarts nothing of ours
-        parent = process_facts(ppid)
-        if parent is None or _identity(parent) not in parents or parent in allowed:
+    for root, members in grouping.groups.items():
+        if grouping.sockets.get(root, set()) & history.sockets:
+            continue
+        parent = history.restarter_of(members[0])
+        if parent is None or parent in allowed or any(o.pid == parent.pid for o in refused):
             continue
         reason = rules.refusal(parent, is_project_process(parent))
         if reason is None:
@@ -246,6 +304,7 @@ def _continue_stopped(roots: list[ProcessFacts], members: list[ProcessFacts]) ->
         candidates.extend(
             found for pid in descendants(root.pid) if (found := process_facts(pid)) is not None
         )
+    jobs: set[int] = set()
     for candidate in candidates:
         if candidate.pid in seen:
             continue
@@ -253,6 +312,14 @@ def _continue_stopped(roots: list[ProcessFacts], members: list[ProcessFacts]) ->
         now = process_facts(candidate.pid)
         if now is not None and now.stopped and now.start_time == candidate.start_time:
             _send(now, signal.SIGCONT)
+            if now.pgid:
+                jobs.add(now.pgid)
+    # Ctrl-Z stopped the whole job: a loop that restarts the server, a `| tee`. Continue
+    # it too, so nothing is left stopped and a restarter shows itself in the settle window.
+    own_job = os.getpgrp()
+    for job in jobs - {0, 1, own_job}:
+        with contextlib.suppress(OSError):
+            os.killpg(job, signal.SIGCONT)
 
 
 def _stop_groups(
@@ -310,12 +377,14 @@ def _scan(port: int) -> list[Listener]:
     """The holders of ``port`` (listening or only bound), scanned again while one is
     unnamed: a holder that forks a successor and exits between the socket scan and the
     process scan leaves a socket without a visible holder for a moment."""
+    end = time.monotonic() + RESCAN_SECONDS
     rows = listeners(port, bound=True)
-    for _ in range(RESCANS - 1):
-        if all(row.pid is not None for row in rows):
-            break
+    while any(row.pid is None for row in rows) and time.monotonic() < end:
         time.sleep(POLL_CAP)
         rows = listeners(port, bound=True)
+    if any(not row.listening for row in rows) and free_for_servers(port):
+        # Bound-only sockets with SO_REUSEADDR keep no server out: not holders.
+        rows = [row for row in rows if row.listening]
     return rows
 
 
@@ -327,7 +396,7 @@ def _settle(port: int, window: float) -> tuple[list[Listener], bool]:
     """
     end = time.monotonic() + window
     while True:
-        if not quick_free(port, LOCAL_ADDRESSES):
+        if not free_for_servers(port):
             rows = _scan(port)
             if rows:
                 return rows, False
@@ -336,7 +405,7 @@ def _settle(port: int, window: float) -> tuple[list[Listener], bool]:
             break
         time.sleep(min(POLL_CAP, remaining))
     rows = _scan(port)
-    return rows, not rows and quick_free(port, LOCAL_ADDRESSES)
+    return rows, not rows and free_for_servers(port)
 
 
 def cleanup(
@@ -355,22 +424,24 @@ def cleanup(
     start = time.monotonic()
     result = CleanupResult(port=port, dry_run=dry_run)
     rules = _Rules(force)
-    handled: set[Identity] = set()  # every process signalled so far
-    parents: dict[Identity, ProcessFacts] = {}  # the parents of the holders stopped so far
+    history = History()
     rows = _scan(port)
-    freed = not rows and quick_free(port, LOCAL_ADDRESSES)
+    freed = not rows and free_for_servers(port)
     for _ in range(MAX_ROUNDS):
         if not rows:
             break
-        groups, project, unnamed = _group(rows)
-        refused = [Outcome(None, None, "refused", HIDDEN_HOLDER) for _ in unnamed[:1]]
-        refused += _refusals(groups, project, rules)
+        grouping = _group(rows)
+        groups = grouping.groups
+        refused = [Outcome(None, None, "refused", HIDDEN_HOLDER) for _ in grouping.unnamed[:1]]
+        refused += _refusals(groups, grouping.project, rules)
         fresh = {
             root: members
             for root, members in groups.items()
-            if _identity(members[0]) not in handled
+            if _identity(members[0]) not in history.handled
         }
-        restarters, refused_restarters = _restarters(fresh, parents, rules, port)
+        restarters, refused_restarters = _restarters(
+            grouping._replace(groups=fresh), history, rules, port
+        )
         refused += refused_restarters
         if refused or dry_run:
             result.refused.extend(refused)
@@ -383,13 +454,10 @@ def cleanup(
             break
         if not fresh:
             break  # only processes already signalled, still holding on: not freed
-        for members in fresh.values():
-            for member in members:
-                if member.ppid is not None and (parent := process_facts(member.ppid)):
-                    parents[_identity(parent)] = parent
+        history.record(fresh, grouping.sockets)
         # A restarter goes first, so it cannot replace the holders stopped after it.
         order: Groups = {parent.pid: [parent] for parent in restarters} | fresh
-        handled.update(_identity(m) for members in order.values() for m in members)
+        history.handled.update(_identity(parent) for parent in restarters)
         _stop_groups(order, grace, result, {parent.pid: "restarter" for parent in restarters})
         rows, freed = _settle(port, settle)
     result.freed = freed and not (dry_run or result.refused or rows)

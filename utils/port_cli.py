@@ -74,8 +74,8 @@ def _unnamed_holders_note(holders: Sequence[Listener]) -> str | None:
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         return "Some holders are not named: they belong to another user (try as root)."
     return (
-        "Some holders are not named by the operating system: a process of another PID "
-        "namespace (a container), or a socket of the kernel."
+        "Some holders are not named by the operating system: a process this one may not "
+        "inspect (another PID namespace or container, or missing privileges), or the kernel."
     )
 
 
