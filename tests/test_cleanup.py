@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -189,12 +190,27 @@ def test_another_users_process_is_refused_without_force(processes: Processes) ->
     assert other.wait(timeout=10) is not None
 
 
-def test_cleanup_of_a_free_port_succeeds_at_once() -> None:
+def test_cleanup_of_a_free_port_succeeds_after_the_settle_window() -> None:
     port = fresh_port()
-    result = run_cli("cleanup", str(port), "--json")
+    result = run_cli("cleanup", str(port), "--json", "--settle", "0.2")
     assert result.returncode == 0
     document = json.loads(result.stdout)
     assert document["freed"] is True and document["stopped"] == [] and document["refused"] == []
+    assert document["seconds"] >= 0.2
+
+
+def test_a_holder_that_arrives_in_the_window_of_a_free_port_is_stopped(
+    processes: Processes,
+) -> None:
+    """Free at the start is not freed: a crash-looping server may be between two starts."""
+    port = fresh_port()
+    late = processes.start(
+        ["bash", "-c", f"sleep 0.4; exec {PYTHON} -c {shlex.quote(listener_script())} {port}"]
+    )
+    result = run_cli("cleanup", str(port), "--json", "--settle", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(result.stdout)
+    assert [(e["pid"], e["how"]) for e in document["stopped"]] == [(late.pid, "terminated")]
 
 
 def test_invoke_cleanup_frees_a_project_server(processes: Processes) -> None:

@@ -402,3 +402,21 @@ def test_empty_arguments_stay_in_the_command_line(processes: Processes) -> None:
     deadline_poll(lambda: holder.pid in holder_pids(port))
     (row,) = [row for row in port_manager.listeners(port) if row.pid == holder.pid]
     assert row.cmdline is not None and row.cmdline[-2:] == ("", "last")
+
+
+def test_arguments_that_are_not_utf8_are_exact_in_json_and_escaped_for_people(
+    processes: Processes,
+) -> None:
+    port = fresh_port()
+    holder = subprocess.Popen(
+        [PYTHON.encode(), b"-c", listener_script().encode(), str(port).encode(), b"a\xffb"],
+        start_new_session=True,
+        cwd=ROOT,
+    )
+    processes.started.append(holder)
+    processes.remember(holder.pid)
+    deadline_poll(lambda: holder.pid in holder_pids(port))
+    (row,) = [r for r in json.loads(run_cli("list", "--all", "--json").stdout) if r["port"] == port]
+    assert row["cmdline"][-1] == "a\udcffb"  # the byte, recoverable (surrogateescape)
+    human = run_cli("list", "--all").stdout
+    assert "a\\udcffb" in human

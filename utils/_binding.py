@@ -90,6 +90,7 @@ def probe(address: str, port: int) -> AddressStatus:
 
 def conflicts(listener: Listener, address: str) -> bool:
     """Whether ``listener`` can be what keeps ``address`` from binding its port."""
+    address = address.partition("%")[0]  # the kernel's tables carry no link-local zone
     if listener.address == address or listener.address in WILDCARDS or address in WILDCARDS:
         same_family = _family(listener.address) == _family(address)
         return same_family or listener.address == "::"  # "::" may be dual-stack

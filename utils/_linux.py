@@ -221,7 +221,7 @@ def process_facts(pid: int) -> ProcessFacts | None:
     base = f"/proc/{pid}"
     try:
         with open(f"{base}/stat", "rb") as stat_file:
-            stat = stat_file.read().decode(errors="replace")
+            stat = stat_file.read().decode(errors="surrogateescape")
         uid = os.stat(base).st_uid
     except (FileNotFoundError, ProcessLookupError):
         return None
@@ -235,7 +235,9 @@ def process_facts(pid: int) -> ProcessFacts | None:
         # NUL-terminated arguments: only the final terminator is dropped, so an empty
         # argument stays an (empty) argument.
         parts = raw[:-1].split(b"\0") if raw.endswith(b"\0") else raw.split(b"\0")
-        cmdline = tuple(part.decode(errors="replace") for part in parts) if raw else ()
+        # Bytes that are not UTF-8 survive as surrogates: exact in JSON (\udcff), escaped
+        # for people like any other non-printable character.
+        cmdline = tuple(part.decode(errors="surrogateescape") for part in parts) if raw else ()
     except OSError:
         cmdline = ()
     try:

@@ -425,8 +425,10 @@ def cleanup(
     result = CleanupResult(port=port, dry_run=dry_run)
     rules = _Rules(force)
     history = History()
-    rows = _scan(port)
-    freed = not rows and free_for_servers(port)
+    rows, freed = _scan(port), False
+    if not rows and not dry_run:
+        # Free now is not yet freed: a crash-looping server may be between two starts.
+        rows, freed = _settle(port, settle)
     for _ in range(MAX_ROUNDS):
         if not rows:
             break

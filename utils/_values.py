@@ -119,7 +119,7 @@ def resolve_host(host: str) -> tuple[str, ...]:
     addresses: list[str] = []
     for family in (socket.AF_INET, socket.AF_INET6):
         for info_family, _, _, _, sockaddr in infos:
-            address = _unmapped(str(sockaddr[0]).split("%")[0])
+            address = _unmapped(str(sockaddr[0]))  # a link-local zone (%eth0) is kept
             if info_family == family and address not in addresses:
                 addresses.append(address)
     addresses.sort(key=lambda address: ":" in address)  # mapped ones joined IPv4
