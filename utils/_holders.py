@@ -223,3 +223,9 @@ def listeners(
         )
     rows.sort(key=lambda row: (row.port, row.family, row.address, row.pid or 0))
     return rows
+
+
+def project_ports() -> list[int]:
+    """The ports this project's servers listen on, ascending (what ``cleanup`` with no
+    port frees)."""
+    return sorted({row.port for row in listeners(project_only=True)})

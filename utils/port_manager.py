@@ -30,7 +30,7 @@ from utils._binding import (
     reserve,
 )
 from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, error_line, guarded
-from utils._holders import Listener, is_project_process, listeners
+from utils._holders import Listener, is_project_process, listeners, project_ports
 from utils._project import PROJECT_ROOT, runs_project_code
 from utils._stopping import CleanupResult, Outcome, cleanup
 from utils._values import (
@@ -80,6 +80,7 @@ __all__ = [
     "parse_int",
     "parse_port",
     "parse_seconds",
+    "project_ports",
     "reserve",
     "resolve_host",
     "runs_project_code",
