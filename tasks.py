@@ -1,10 +1,14 @@
-"""Invoke tasks: ``invoke ports.<command>`` and ``invoke serve.dev|prod``.
+"""Invoke tasks: ``invoke ports.<command>``, ``invoke serve.dev|prod`` and ``tokens.*``.
 
 Thin wrappers: each task hands the flag values, as typed, to the same function the
-port CLI uses (``utils.port_cli.run_*``), which validates them and prints the answer;
-the task only turns its return value into the process exit status. Everything heavier
-than Invoke itself is imported inside the task that needs it, so ``invoke --list`` and
-``invoke ports.check`` stay fast.
+port CLI uses (``utils.port_commands.run_*``), which validates them and prints the
+answer; the task only turns its return value into the process exit status. Everything
+heavier than Invoke itself is imported inside the task that needs it, so ``invoke
+--list`` and ``invoke ports.check`` stay fast.
+
+Ports are typed the way port killers take them, as arguments, several at once
+(``invoke ports.cleanup 8000 8001``); Invoke itself has no variadic arguments, so the
+bottom of this file turns those words into the ``--port`` options Invoke knows.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-PORT_HELP = "TCP port, an integer from 1 to 65535 (required)"
+PORT_HELP = "TCP port 1-65535; also as arguments, several at once: ports.check 8000 8001"
 HOST_HELP = "hostname or IP address (default: every local address)"
 JSON_HELP = "print one JSON document on stdout instead of a table"
 
@@ -25,13 +29,15 @@ def _finish(status: int) -> None:
         raise Exit(code=status)
 
 
-def _required(port: str | None) -> str:
-    if port is None:
+def _required(ports: list[str] | None, *, one: bool = False) -> list[str]:
+    """The ports given (as arguments or --port): at least one, or exactly ``one``."""
+    if not ports or (one and len(ports) > 1):
         from utils.port_manager import EXIT_USAGE, error_line
 
-        error_line("--port is required: expected an integer from 1 to 65535")
+        wanted = "one port" if one else "a port"
+        error_line(f"{wanted} is required (as an argument or --port): an integer 1 to 65535")
         raise Exit(code=EXIT_USAGE)
-    return port
+    return ports
 
 
 @task(
@@ -40,15 +46,17 @@ def _required(port: str | None) -> str:
 )
 def list_(c: Context, all: bool = False, json: bool = False) -> None:
     """List listening TCP sockets with every process holding each one."""
-    from utils.port_cli import run_list
+    from utils.port_commands import run_list
 
     _finish(run_list(all_listeners=all, as_json=json))
 
 
-@task(help={"port": PORT_HELP, "host": HOST_HELP, "json": JSON_HELP})
-def check(c: Context, port: str | None = None, host: str | None = None, json: bool = False) -> None:
-    """Exit 0 if the port is free to bind, 1 if it is in use (and name who holds it)."""
-    from utils.port_cli import run_check
+@task(help={"port": PORT_HELP, "host": HOST_HELP, "json": JSON_HELP}, iterable=["port"])
+def check(
+    c: Context, port: list[str] | None = None, host: str | None = None, json: bool = False
+) -> None:
+    """Exit 0 if every port is free to bind, 1 if one is in use (and name who holds it)."""
+    from utils.port_commands import run_check
 
     _finish(run_check(_required(port), host=host, as_json=json))
 
@@ -58,7 +66,7 @@ def check(c: Context, port: str | None = None, host: str | None = None, json: bo
 )
 def find(c: Context, start: str = "8000", host: str | None = None, json: bool = False) -> None:
     """Print the first free port at or above --start, else one the OS assigns."""
-    from utils.port_cli import run_find
+    from utils.port_commands import run_find
 
     _finish(run_find(start=start, host=host, as_json=json))
 
@@ -72,22 +80,23 @@ def find(c: Context, start: str = "8000", host: str | None = None, json: bool = 
         "dry-run": "print what would be stopped and stop nothing",
         "json": JSON_HELP,
     },
+    iterable=["port"],
 )
 def cleanup(
     c: Context,
-    port: str | None = None,
+    port: list[str] | None = None,
     force: bool = False,
     grace: str = "5",
     settle: str = "0.5",
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Free a port: stop its holders gracefully, escalate after --grace, verify it stays free."""
-    from utils.port_cli import run_cleanup
+    """Free ports (none given: every port of this project's servers) gracefully, verified."""
+    from utils.port_commands import run_cleanup
 
     _finish(
         run_cleanup(
-            _required(port),
+            port or [],
             force=force,
             grace=grace,
             settle=settle,
@@ -106,10 +115,11 @@ def cleanup(
         "http": "wait until GET on this path (e.g. /health) answers 2xx",
         "json": JSON_HELP,
     },
+    iterable=["port"],
 )
 def wait(
     c: Context,
-    port: str | None = None,
+    port: list[str] | None = None,
     host: str | None = None,
     timeout: str = "30",
     free: bool = False,
@@ -117,11 +127,10 @@ def wait(
     json: bool = False,
 ) -> None:
     """Wait until the port accepts connections (or answers HTTP 2xx, or is free)."""
-    from utils.port_cli import run_wait
+    from utils.port_commands import run_wait
 
-    _finish(
-        run_wait(_required(port), host=host, timeout=timeout, free=free, http=http, as_json=json)
-    )
+    (one,) = _required(port, one=True)
+    _finish(run_wait(one, host=host, timeout=timeout, free=free, http=http, as_json=json))
 
 
 ports = Collection("ports", list_, check, find, cleanup, wait)
@@ -171,15 +180,24 @@ def serve_dev(
 @task(
     name="prod",
     help={"port": SERVE_HELP["port"], "workers": SERVE_HELP["workers"]}
-    | {"host": "address to bind (default: HOST, else 0.0.0.0)"},
+    | {
+        "host": "address to bind (default: HOST, else 0.0.0.0)",
+        "find-port": "refused in production: the platform routes to one fixed port",
+    },
 )
 def serve_prod(
-    c: Context, port: str | None = None, host: str | None = None, workers: str | None = None
+    c: Context,
+    port: str | None = None,
+    host: str | None = None,
+    workers: str | None = None,
+    find_port: bool = False,
 ) -> None:
     """Production server: HOST/PORT/WEB_CONCURRENCY from the environment, proxy headers."""
     from backend.server import serve
 
-    _finish(serve("prod", port=port, host=host, workers=workers))
+    # --find-port is accepted only to be refused with its reason (exit 2), not Invoke's
+    # "unknown flag": production never moves to another port.
+    _finish(serve("prod", port=port, host=host, workers=workers, find_port=find_port))
 
 
 serve = Collection("serve", serve_dev, serve_prod)
@@ -232,3 +250,51 @@ def tokens_new_key(c: Context) -> None:
 
 tokens = Collection("tokens", tokens_list, tokens_revoke, tokens_rotate_key, tokens_new_key)
 namespace.add_collection(tokens)
+
+
+# --------------------------------------------------------------------------- ports as arguments
+PORT_TASKS = ("ports.check", "ports.cleanup", "ports.wait")
+
+
+def ports_as_options(words: list[str], task_names: set[str]) -> list[str]:
+    """``ports.cleanup 8000 8001 --grace 2`` -> ``ports.cleanup --port 8000 --port 8001
+    --grace 2``: the bare words after a port task (up to the next task name) are ports,
+    except the value that follows an option which takes one."""
+    valued = {"--host", "--grace", "--settle", "--timeout", "--http", "--port", "-h", "--help"}
+    rewritten: list[str] = []
+    in_port_task = False
+    words = list(words)
+    while words:
+        word = words.pop(0)
+        if word in task_names:
+            in_port_task = word in PORT_TASKS
+            rewritten.append(word)
+        elif in_port_task and word.startswith("-"):
+            rewritten.append(word)
+            if word in valued and words:
+                rewritten.append(words.pop(0))
+        elif in_port_task:
+            rewritten += ["--port", word]
+        else:
+            rewritten.append(word)
+    return rewritten
+
+
+def _accept_ports_as_arguments() -> None:
+    """Rewrite the words Invoke has yet to parse, once it has loaded this file.
+
+    Invoke parses its own options, loads this collection, then parses the task words it
+    kept in ``program.core.unparsed``: the one moment to turn bare ports into options.
+    A program that imports this file without running Invoke is left alone.
+    """
+    from invoke import main as invoke_main
+
+    core = getattr(invoke_main.program, "core", None)
+    unparsed = getattr(core, "unparsed", None)
+    if isinstance(unparsed, list):
+        names = set(namespace.task_names)
+        names |= {alias for aliases in namespace.task_names.values() for alias in aliases}
+        unparsed[:] = ports_as_options(unparsed, names)
+
+
+_accept_ports_as_arguments()

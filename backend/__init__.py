@@ -1,3 +1,5 @@
-"""The web backend: its ASGI app and the code that starts it (see DESIGN.md)."""
+"""The web backend: its ASGI app and the code that starts it (``backend/server.py``)."""
 
-__version__ = "0.1.0"
+from utils import __version__
+
+__all__ = ["__version__"]

@@ -1,5 +1,11 @@
 """The ASGI application: ``create_app()`` builds it, ``/health`` says it is alive,
-``/ready`` says it can serve (its token store answers).
+``/ready`` says it can serve (its token store answers), ``/`` leads to the API docs.
+
+``app`` is one application built at import, for the tools that look for an app object:
+``uvicorn backend.app:app``, ``fastapi dev`` / ``fastapi run`` (``[tool.fastapi]`` in
+pyproject.toml names it). Building it is cheap and touches nothing outside the process:
+the settings, the token store and its key are read on the first request that needs them.
+``python -m backend`` and the Invoke tasks use the ``create_app`` factory instead.
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -44,6 +50,7 @@ class Readiness(BaseModel):
 
 
 READY_TIMEOUT = 3.0  # seconds; a readiness probe must answer quickly either way
+DOCS_URL = "/docs"  # the interactive API documentation; GET / redirects there
 
 
 def _probe(tokens: LazyTokenService) -> Readiness:
@@ -65,8 +72,13 @@ def create_app() -> FastAPI:
         tokens.close()
         logger.info("backend in pid %d shut down gracefully", os.getpid())
 
-    app = FastAPI(title="backend", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="backend", version=__version__, lifespan=lifespan, docs_url=DOCS_URL)
     app.state.tokens = tokens
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> RedirectResponse:
+        """The API's home page is its documentation: 307 to /docs (below any root path)."""
+        return RedirectResponse(str(request.scope.get("root_path", "")).rstrip("/") + DOCS_URL)
 
     @app.get("/health")
     async def health() -> Health:
@@ -98,3 +110,7 @@ def create_app() -> FastAPI:
         return JSONResponse(Readiness(status="unavailable", reason=reason).model_dump(), 503)
 
     return app
+
+
+# For `uvicorn backend.app:app` and fastapi-cli; see the module's docstring.
+app = create_app()

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from backend.settings import Settings, load_settings
 from utils import port_manager
 from utils.port_manager import EXIT_OK, InvalidValue, Listener, PortInUse
-from utils.render import printable
+from utils.render import Progress
 
 Mode = Literal["dev", "prod"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,9 @@ def build_request(
             "--find-port is not valid in production: the platform routes traffic to one "
             "fixed port (PORT), so a busy port is an error, not a reason to move"
         )
-    if port is not None:
+    if port is not None and str(port) == "0":
+        chosen, port_from = 0, "--port"  # any free port, as uvicorn --port 0: announced
+    elif port is not None:
         chosen, port_from = port_manager.parse_port(port, "--port"), "--port"
     elif settings.is_set("port"):
         chosen, port_from = settings.port, "PORT"
@@ -108,11 +111,20 @@ class StartRefused(Exception):
 
 
 def free_port(port: int, force: bool) -> None:
-    """Free ``port`` through the port manager or raise StartRefused naming what is left."""
-    result = port_manager.cleanup(port, force=force)
+    """Free ``port`` through the port manager or raise StartRefused naming what is left.
+
+    What it stops is reported on stderr, with the logs; stdout carries only the start
+    line. While it waits, a status line shows on stderr when that is a terminal.
+    """
+    progress = Progress.for_stream(sys.stderr)
+    try:
+        result = port_manager.cleanup(port, force=force, progress=progress.show)
+    finally:
+        progress.clear()
     for outcome in result.stopped:
-        name = printable(outcome.name or "?")
-        print(f"Stopped pid {outcome.pid} ({name}) holding port {port}: {outcome.how}")
+        sys.stderr.write(
+            f"Stopped pid {outcome.pid} ({outcome.command}) holding port {port}: {outcome.how}\n"
+        )
     if not result.freed:
         refused = "; ".join(f"pid {o.pid}: {o.reason}" for o in result.refused)
         raise StartRefused(
@@ -154,7 +166,8 @@ def run(request: StartRequest, settings: Settings) -> int:
     sock, moved = acquire_socket(request)
     label = "dev" if request.mode == "dev" else "production"
     note = f" ({moved})" if moved else ""
-    print(f"Backend ({label}) running at {url_of(sock, request.host)}{note}", flush=True)
+    url = url_of(sock, request.host)
+    print(f"Backend ({label}) running at {url} (API docs: {url}/docs){note}", flush=True)
 
     import uvicorn  # heavy: imported only once a server is really starting
 
@@ -171,6 +184,7 @@ def run(request: StartRequest, settings: Settings) -> int:
             else None,
             workers=request.workers if request.workers > 1 else None,
             log_level=log_level,
+            log_config=logging_to_stderr(),
             proxy_headers=request.mode == "prod",
             forwarded_allow_ips=settings.forwarded_allow_ips if request.mode == "prod" else None,
             timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
@@ -178,6 +192,20 @@ def run(request: StartRequest, settings: Settings) -> int:
     finally:
         sock.close()  # kept open (and inheritable) for as long as uvicorn ran
     return EXIT_OK
+
+
+def logging_to_stderr() -> dict[str, object]:
+    """uvicorn's logging with the access log on stderr too: stdout carries only the
+    start line, so a script can read the URL from it and nothing else."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
+    for handler in config.get("handlers", {}).values():
+        if handler.get("stream") == "ext://sys.stdout":
+            handler["stream"] = "ext://sys.stderr"
+    return config
 
 
 def require_production_keys(settings: Settings) -> None:

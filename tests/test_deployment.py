@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
+import io
 import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -735,3 +738,357 @@ def test_workflow_matrix_is_the_noxfile_pythons() -> None:
     versions = [str(v) for v in tests_job["strategy"]["matrix"]["python-version"]]
     assert versions == noxfile.PYTHONS
     assert tests_job["strategy"].get("fail-fast") is False, "one failing Python hides the others"
+
+
+# --------------------------------------------------------------------------- containers CI starts
+#
+# Every container a workflow job starts from the project's image (``docker run``, or
+# ``docker compose up`` of a service built from the Dockerfile) must pass the backend's own
+# start-up checks: ``python -m backend ARGS`` runs in process with the container's
+# environment (the Dockerfile's ENV, then what the job passes), only binding and serving
+# replaced. So what production requires is whatever backend/server.py and
+# backend/settings.py refuse to start without (today TOKEN_ENCRYPTION_KEYS), not a list here.
+
+# `docker run` options without a value; every other option takes one (`--opt=v` or `--opt v`).
+DOCKER_RUN_FLAGS = frozenset(
+    {"-d", "--detach", "--rm", "-i", "--interactive", "-t", "--tty", "-it", "-ti", "--init"}
+    | {"--read-only", "--privileged", "-P", "--publish-all", "-q", "--quiet", "--no-healthcheck"}
+)
+COMPOSE_UP_FLAGS = frozenset(
+    {"-d", "--detach", "--build", "--no-build", "--wait", "--no-deps", "--force-recreate"}
+    | {"--no-recreate", "--remove-orphans", "--quiet-pull", "--abort-on-container-exit", "-V"}
+    | {"--renew-anon-volumes", "--always-recreate-deps", "--no-start", "--no-color", "-y"}
+)
+PYTHONS = frozenset({"python", "python3"})
+SHELL_VARIABLE = re.compile(r"\$\{(\w+)\}|\$\{(\w+):?-([^}]*)\}|\$(\w+)")
+
+
+@dataclass
+class ContainerStart:
+    """One container a job starts: where, the command it runs and its environment."""
+
+    where: str
+    argv: list[str]
+    env: dict[str, str | None]  # None: a value the workflow does not let this test know
+
+
+def image_defaults() -> tuple[list[str], dict[str, str]]:
+    """The runtime stage's CMD and ENV: what a container runs and has unless told otherwise."""
+    runtime = dockerfile_stages()[-1]
+    return exec_form(runtime.all("CMD")[-1]), env_instructions(runtime)
+
+
+def builds_the_dockerfile(compose_file: Path, build: object) -> bool:
+    spec = {"context": build} if isinstance(build, str) else dict(build)  # type: ignore[call-overload]
+    context, dockerfile = spec.get("context", "."), spec.get("dockerfile", "Dockerfile")
+    return (compose_file.parent / str(context) / str(dockerfile)).resolve() == DOCKERFILE
+
+
+def declared_environment(service: dict[str, Any]) -> dict[str, str | None]:
+    """A compose service's ``environment`` (mapping or list); None: pass the shell's value."""
+    declared = service.get("environment") or {}
+    if isinstance(declared, list):
+        pairs = [item.partition("=") for item in declared]
+        return {name: value if equals else None for name, equals, value in pairs}
+    return {str(name): None if value is None else str(value) for name, value in declared.items()}
+
+
+class StepShell:
+    """Follows a step's script: the variables it sets and exports, the images it builds and
+    every start of the project's image (what `$NAME`, `-e NAME` and compose resolve to)."""
+
+    def __init__(self, inherited: dict[str, str | None], built: set[str], where: str) -> None:
+        self.values = dict(inherited)
+        self.exported = set(inherited)  # env: blocks reach the script as exported variables
+        self.built = built
+        self.where = where
+        self.starts: list[ContainerStart] = []
+
+    def expand(self, text: str, *, exported_only: bool = False) -> str | None:
+        """``$NAME``, ``${NAME}``, ``${NAME:-default}``, ``$$`` and a whole ``$(command)``."""
+        substitution = re.fullmatch(r"\$\((.*)\)", text, re.DOTALL)
+        if substitution:
+            return self.output_of(substitution.group(1))
+        if "$(" in text or "`" in text or "${{" in text:
+            return None
+        unknown: list[str] = []
+
+        def variable(match: re.Match[str]) -> str:
+            name = match.group(1) or match.group(2) or match.group(4)
+            visible = name in self.exported or not exported_only
+            value = self.values.get(name) if visible else None
+            if value is None and match.group(3) is not None:
+                return match.group(3)
+            if value is None:
+                unknown.append(name)
+            return value or ""
+
+        result = SHELL_VARIABLE.sub(variable, text.replace("$$", "\0")).replace("\0", "$")
+        return None if unknown else result
+
+    def passed(self, name: str, env: dict[str, str | None]) -> None:
+        """``-e NAME`` / compose's ``NAME:``: the shell's value, only if it exports one."""
+        if name in self.exported:
+            env[name] = self.values.get(name)
+
+    def output_of(self, command: str) -> str | None:
+        """What a command substitution prints, for what this test can run itself:
+        ``python -c CODE`` on the runner or in the project's image (the same code and
+        requirements). Anything else is unknown (None)."""
+        try:
+            argv = shlex.split(command)
+        except ValueError:
+            return None
+        if argv[:2] == ["docker", "run"]:
+            image, argv = self.docker_run(argv[2:])
+            if image not in self.built:
+                return None
+        if len(argv) < 3 or os.path.basename(argv[0]) not in PYTHONS or argv[1] != "-c":
+            return None
+        result = subprocess.run(
+            [sys.executable, *argv[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, f"{self.where}: $({command}) fails: {result.stderr}"
+        return result.stdout.strip()
+
+    def docker_run(self, words: list[str]) -> tuple[str, list[str]]:
+        """``docker run``'s image and arguments; a start of the project's image is recorded."""
+        env: dict[str, str | None] = {}
+        entrypoint: list[str] = []
+        position = 0
+        while words[position].startswith("-"):
+            option, equals, value = words[position].partition("=")
+            position += 1
+            if option in DOCKER_RUN_FLAGS:
+                continue
+            if not equals:
+                value, position = words[position], position + 1
+            if option in {"-e", "--env"} and "=" in value:
+                name, _, given = value.partition("=")
+                env[name] = self.expand(given)
+            elif option in {"-e", "--env"}:
+                self.passed(value, env)
+            elif option == "--env-file":
+                for line in (ROOT / value).read_text().splitlines():
+                    if line.strip() and not line.lstrip().startswith("#"):
+                        name, equals, given = line.strip().partition("=")
+                        env[name] = given if equals else self.values.get(name)
+            elif option == "--entrypoint":
+                entrypoint = [value]
+        image, args = words[position], words[position + 1 :]
+        if image in self.built:
+            cmd, image_env = image_defaults()
+            argv = [*entrypoint, *args] if entrypoint or args else cmd
+            self.record(argv, {**image_env, **env}, f"docker run {image}")
+        return image, args
+
+    def compose_up(self, words: list[str]) -> None:
+        """``docker compose [-f FILE] up [OPTIONS] [SERVICE ...]``."""
+        files: list[Path] = []
+        position = 0
+        while words[position] != "up":
+            option, equals, value = words[position].partition("=")
+            takes_value = option.startswith("-") and not equals
+            if option in {"-f", "--file"}:
+                files.append(ROOT / (value if equals else words[position + 1]))
+            position += 2 if takes_value else 1
+        services: list[str] = []
+        rest = iter(words[position + 1 :])
+        for word in rest:
+            if not word.startswith("-"):
+                services.append(word)
+            elif word not in COMPOSE_UP_FLAGS and "=" not in word:
+                next(rest, None)  # the option's value
+        for path in files or [COMPOSE]:
+            for name, service in yaml.safe_load(path.read_text())["services"].items():
+                if not services or name in services:
+                    self.compose_service(path, name, service)
+
+    def compose_service(self, path: Path, name: str, service: dict[str, Any]) -> None:
+        if "build" in service:
+            if not builds_the_dockerfile(path, service["build"]):
+                return
+        elif service.get("image") not in self.built:
+            return
+        cmd, image_env = image_defaults()
+        command = service.get("command") or cmd
+        argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command]
+        env: dict[str, str | None] = dict(image_env)
+        for variable, value in declared_environment(service).items():
+            if value is None:
+                self.passed(variable, env)
+            else:  # compose interpolates from the shell's exported variables
+                env[variable] = self.expand(value, exported_only=True)
+        self.record(argv, env, f"compose service {name} of {path.name}")
+
+    def record(self, argv: list[str], env: dict[str, str | None], what: str) -> None:
+        """Keep the starts of the backend (``python -m backend ...``)."""
+        if (
+            len(argv) >= 3
+            and os.path.basename(argv[0]) in PYTHONS
+            and argv[1:3] == ["-m", "backend"]
+        ):
+            self.starts.append(ContainerStart(f"{self.where}: {what}", argv, env))
+
+    def assign(self, words: list[str]) -> None:
+        """``NAME=VALUE``, ``export NAME[=VALUE] ...``."""
+        export = words[0] == "export"
+        for word in words[1:] if export else words[:1]:
+            name, equals, value = word.partition("=")
+            if equals:
+                self.values[name] = self.expand(value)
+            if export:
+                self.exported.add(name)
+
+    def command(self, words: list[str]) -> None:
+        """The docker commands of one line: build (its tags), run and compose up."""
+        for start, word in enumerate(words):
+            action = words[start + 1] if start + 1 < len(words) else ""
+            if word == "docker" and action == "build":
+                for index, option in enumerate(words[start + 2 :], start + 2):
+                    if option in {"-t", "--tag"}:
+                        self.built.add(words[index + 1])
+                    elif option.startswith(("--tag=", "-t=")):
+                        self.built.add(option.partition("=")[2])
+            elif word == "docker" and action == "run":
+                self.docker_run(words[start + 2 :])
+            elif (word, action) == ("docker", "compose") or word == "docker-compose":
+                tail = words[start + (2 if word == "docker" else 1) :]
+                if "up" in tail:
+                    self.compose_up(tail)
+
+    def run_script(self, script: str) -> None:
+        for raw in re.sub(r"\\\n", " ", script).splitlines():
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                words = shlex.split(line)
+            except ValueError:
+                assert "docker" not in line, f"{self.where}: cannot read {line!r}"
+                continue
+            if words[0] == "export" or re.fullmatch(r"[A-Za-z_]\w*=.*", words[0], re.DOTALL):
+                self.assign(words)
+            else:
+                self.command(words)
+
+
+def literal_values(block: dict[str, Any] | None) -> dict[str, str | None]:
+    """An ``env:`` block; an expression (``${{ ... }}``) is a value this test cannot know."""
+    values = (block or {}).items()
+    return {str(name): None if "${{" in str(value) else str(value) for name, value in values}
+
+
+def container_starts(
+    jobs: dict[str, Any], workflow_env: dict[str, Any] | None = None
+) -> list[ContainerStart]:
+    """Every start of the project's image the jobs make, in order."""
+    starts: list[ContainerStart] = []
+    for job_name, job in jobs.items():
+        built: set[str] = set()  # the image tags this job has built so far
+        for number, step in enumerate(job.get("steps", []), start=1):
+            if str(step.get("uses", "")).startswith("docker/build-push-action"):
+                tags = str(step.get("with", {}).get("tags", ""))
+                built.update(tag.strip() for tag in re.split(r"[,\n]", tags) if tag.strip())
+            inherited = {
+                **literal_values(workflow_env),
+                **literal_values(job.get("env")),
+                **literal_values(step.get("env")),
+            }
+            shell = StepShell(inherited, built, f"job {job_name}, step {step.get('name', number)}")
+            shell.run_script(str(step.get("run", "")))
+            starts.extend(shell.starts)
+    return starts
+
+
+def start_refusal(start: ContainerStart) -> str | None:
+    """What ``python -m backend ARGS`` says in that environment; None when it would serve."""
+    from backend import __main__ as backend_main
+
+    variables = settings_variables()
+    unknown = sorted(name for name in variables if name in start.env and start.env[name] is None)
+    if unknown:
+        return (
+            f"the value of {', '.join(unknown)} cannot be told from the workflow: give a literal, "
+            "or make it in the step with python -c (as the image job makes its key)"
+        )
+    served: list[object] = []
+
+    def serve_nothing(request: server.StartRequest, settings: Settings) -> int:
+        served.append(request)
+        return 0
+
+    errors = io.StringIO()
+    saved = dict(os.environ)  # serve() itself sets APP_ENV=production in production
+    try:
+        for name in variables:
+            os.environ.pop(name, None)
+        os.environ.update({name: str(start.env[name]) for name in variables if name in start.env})
+        with (
+            pytest.MonkeyPatch.context() as patch,
+            contextlib.redirect_stderr(errors),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            # Everything but binding and serving: settings, mode, production's keys.
+            patch.setattr(server, "run", serve_nothing)
+            status = backend_main.main(start.argv[3:])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    if status == 0 and served:
+        return None
+    return errors.getvalue().strip() or f"exit status {status} without serving"
+
+
+def test_workflow_starts_only_containers_the_backend_accepts() -> None:
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    starts = container_starts(workflow_jobs(), workflow.get("env"))
+    assert starts, "the workflow starts no container of the image: nothing was checked"
+    for start in starts:
+        refusal = start_refusal(start)
+        assert refusal is None, f"{start.where} runs {start.argv} and would fail: {refusal}"
+
+
+def one_step_job(script: str, **env: str) -> dict[str, Any]:
+    return {"job": {"steps": [{"name": "try", "run": script, "env": env}]}}
+
+
+PRODUCTION_STARTS_WITHOUT_KEYS = {
+    "docker run": "docker build -t img .\ndocker run --detach -p 127.0.0.1:8000:8000 img",
+    "-e NAME not exported": "docker build -t img .\nTOKEN_ENCRYPTION_KEYS=x\n"
+    "docker run -d --env TOKEN_ENCRYPTION_KEYS img",
+    "explicit command": "docker build --tag=img .\n"
+    "docker run --rm img python -m backend --production",
+    "compose up": "docker build -t img .\ndocker compose -f {compose} up --detach --wait backend",
+}
+
+
+@pytest.mark.parametrize("script", list(PRODUCTION_STARTS_WITHOUT_KEYS))
+def test_a_production_start_without_keys_is_caught(script: str, tmp_path: Path) -> None:
+    """The check above is not vacuous: the ways a job could forget the keys are all caught."""
+    compose_file = tmp_path / "compose.yaml"
+    service = {"image": "img", "command": ["python", "-m", "backend", "--production"]}
+    compose_file.write_text(yaml.safe_dump({"services": {"backend": service}}))
+    text = PRODUCTION_STARTS_WITHOUT_KEYS[script].replace("{compose}", str(compose_file))
+    (start,) = container_starts(one_step_job(text))
+    refusal = start_refusal(start)
+    assert refusal is not None and "TOKEN_ENCRYPTION_KEYS" in refusal, refusal
+
+
+def test_keys_made_in_the_step_or_from_a_secret_are_told_apart() -> None:
+    generate = (
+        "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
+    )
+    made = (
+        "docker build -t img .\n"
+        f'export TOKEN_ENCRYPTION_KEYS="$({generate})"\n'
+        "docker run -d -e TOKEN_ENCRYPTION_KEYS img"
+    )
+    (start,) = container_starts(one_step_job(made))
+    assert start_refusal(start) is None
+    secret = "docker build -t img .\ndocker run -d -e TOKEN_ENCRYPTION_KEYS img"
+    (start,) = container_starts(one_step_job(secret, TOKEN_ENCRYPTION_KEYS="${{ secrets.KEYS }}"))
+    assert "cannot be told" in str(start_refusal(start))
+    # The development stack (compose.yaml: the dev server) needs no keys.
+    (start,) = container_starts(one_step_job("docker compose up --build --detach"))
+    assert "--dev" in start.argv and start_refusal(start) is None

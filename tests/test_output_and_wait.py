@@ -29,7 +29,7 @@ from utils import port_manager
 
 LISTENER_KEYS = {
     *("port", "address", "family", "pid", "ppid", "name", "cmdline", "user", "project"),
-    *("state", "suspended"),
+    *("state", "suspended", "role"),
 }
 
 
@@ -238,13 +238,13 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(processes: Processes) -> N
 def test_help_names_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("list", "check PORT", "find", "cleanup PORT", "wait PORT"):
-        assert f"port_manager {command}" in result.stdout
+    for command in ("list", "check PORT [PORT ...]", "find", "cleanup [PORT ...]", "wait PORT"):
+        assert f"python utils/port_manager.py {command}\n" in result.stdout
 
 
 def test_fast_json_equals_the_plain_encoding(processes: Processes) -> None:
     """The per-process JSON cache of ``list --json`` encodes exactly what json.dumps would."""
-    from utils.port_cli import _listeners_json
+    from utils.port_commands import _listeners_json
 
     many = processes.start(
         [PYTHON, "-c", SPREAD_LISTENERS, "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE

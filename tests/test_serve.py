@@ -263,7 +263,7 @@ def test_bad_settings_exit_2_with_one_line(command: list[str], variable: str, va
     ("args", "named"),
     [
         (["serve.dev", "--port", "abc"], "'abc'"),
-        (["serve.dev", "--port", "0"], "'0'"),
+        (["serve.dev", "--port", "65536"], "'65536'"),
         (["serve.dev", "--host", "no-such-host.invalid"], "no-such-host.invalid"),
         (["serve.prod", "--workers", "0"], "'0'"),
         (["serve.prod", "--workers", "many"], "'many'"),
@@ -347,3 +347,17 @@ def test_production_without_a_usable_key_does_not_start(keys: str | None, named:
         assert len(lines) == 1 and named in lines[0]
         assert "not-a-key" not in result.stderr  # a secret setting is never echoed
         assert port_manager.check(int(port)).free
+
+
+def test_port_0_takes_a_port_the_os_assigns_and_stdout_holds_only_the_start_line(
+    processes: Processes,
+) -> None:
+    server, url = start_server(processes, [*INVOKE, "serve.dev", "--port", "0", "--no-reload"])
+    port = int(url.rsplit(":", 1)[1])
+    assert port > 0 and health(url)["status"] == "ok"  # the access log goes to stderr
+    assert url.startswith("http://127.0.0.1:")
+    server.terminate()
+    assert server.wait(timeout=30) is not None
+    assert server.stdout is not None
+    rest = server.stdout.read().decode()
+    assert rest.strip() == ""  # after the start line: nothing on stdout, no access log

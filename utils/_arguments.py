@@ -21,6 +21,7 @@ class Option(NamedTuple):
     takes_value: bool = False
     default: str | None = None
     metavar: str = "VALUE"
+    repeats: bool = False  # may be given several times: the values form a list
 
 
 class Command(NamedTuple):
@@ -28,6 +29,15 @@ class Command(NamedTuple):
     help: str
     positional: str | None  # "PORT", or None
     options: tuple[Option, ...]
+    arity: str = "1"  # how many positional values: "1", "+" (one or more), "*" (any)
+
+    @property
+    def usage(self) -> str:
+        """The positional part of the usage line: PORT, PORT [PORT ...], [PORT ...]."""
+        if not self.positional:
+            return ""
+        many = f"[{self.positional} ...]"
+        return {"1": self.positional, "+": f"{self.positional} {many}", "*": many}[self.arity]
 
 
 class UsageError(Exception):
@@ -45,8 +55,11 @@ def parse(commands: Sequence[Command], argv: Sequence[str]) -> tuple[str, dict[s
         raise UsageError(f"unknown command {shown(argv[0])}: expected one of {choices}")
     options = {option.name: option for option in command.options}
     values: dict[str, object] = {
-        _dest(o.name): (o.default if o.takes_value else False) for o in command.options
+        _dest(o.name): (o.default if o.takes_value else False)
+        for o in command.options
+        if not o.repeats
     }
+    repeated: dict[str, list[str]] = {_dest(o.name): [] for o in command.options if o.repeats}
     positional: list[str] = []
     words = list(argv[1:])
     while words:
@@ -59,17 +72,37 @@ def parse(commands: Sequence[Command], argv: Sequence[str]) -> tuple[str, dict[s
             option = options.get(name)
             if option is None:
                 raise UsageError(f"unknown option {shown(name)} for {command.name}")
-            values[_dest(name)] = _option_value(option, inline if has_inline else None, words)
+            value = _option_value(option, inline if has_inline else None, words)
+            if option.repeats:
+                repeated[_dest(name)].append(str(value))
+            else:
+                values[_dest(name)] = value
         else:
             positional.append(word)
-    expected = 1 if command.positional else 0
-    if len(positional) < expected:
-        raise UsageError(f"{command.name} needs {command.positional}")
-    if len(positional) > expected:
-        raise UsageError(f"unexpected argument {shown(positional[expected])} for {command.name}")
-    if command.positional:
-        values[command.positional.lower()] = positional[0]
-    return command.name, values
+    return command.name, _with_positional(command, positional, repeated, values)
+
+
+def _with_positional(
+    command: Command,
+    positional: list[str],
+    repeated: dict[str, list[str]],
+    values: dict[str, object],
+) -> dict[str, object]:
+    """The values with the positional words (and a repeated --PORT option, which joins
+    them) checked against the command's arity, under the key ``ports``."""
+    if not command.positional:
+        if positional:
+            raise UsageError(f"unexpected argument {shown(positional[0])} for {command.name}")
+        return values
+    key = command.positional.lower()
+    given = [*positional, *repeated.pop(key, [])]
+    if not given and command.arity != "*":
+        raise UsageError(f"{command.name} needs {command.usage}")
+    if len(given) > 1 and command.arity == "1":
+        raise UsageError(f"unexpected argument {shown(given[1])} for {command.name}")
+    values[key + "s"] = given
+    values.update(repeated)
+    return values
 
 
 def _option_value(option: Option, inline: str | None, words: list[str]) -> object:
@@ -89,13 +122,18 @@ def _dest(name: str) -> str:
     return name.lstrip("-").replace("-", "_")
 
 
-def usage(program: str, description: str, commands: Sequence[Command]) -> str:
-    """The ``--help`` text: every command with its options."""
-    lines = [f"usage: {program} COMMAND [PORT] [OPTIONS]", "", description, ""]
+def usage(
+    program: str, description: str, commands: Sequence[Command], only: str | None = None
+) -> str:
+    """The ``--help`` text: every command with its options, or just the command ``only``."""
+    lines = [f"usage: {program} COMMAND [PORT ...] [OPTIONS]", "", description, ""]
     for command in commands:
-        head = f"{program} {command.name}" + (
-            f" {command.positional}" if command.positional else ""
-        )
+        if only is not None and command.name != only:
+            continue
+        if only is not None:
+            shape = f"{command.usage} " if command.usage else ""
+            lines = [f"usage: {program} {command.name} {shape}[OPTIONS]", ""]
+        head = f"{program} {command.name}" + (f" {command.usage}" if command.usage else "")
         lines += [f"  {head}", f"      {command.help}"]
         for option in command.options:
             spelled = f"{option.name} {option.metavar}" if option.takes_value else option.name

@@ -14,7 +14,7 @@ import sys
 from typing import Any, NamedTuple
 
 from utils._facts import ProcessFacts, SocketHolding
-from utils._project import PROJECT_ROOT, runs_project_code
+from utils._project import PROJECT_ROOT, program_label, runs_project_code
 
 READER_VARIABLE = "PORT_MANAGER_READER"
 READERS = ("netlink", "procfs", "psutil")
@@ -50,6 +50,17 @@ def listening(port: int | None, bound: bool = False) -> list[SocketHolding]:
     from utils import _linux
 
     return _linux.listening(port, source=name, bound=bound)
+
+
+def listening_socket_ids() -> dict[str, int]:
+    """socket id -> port of every listening TCP socket, without looking for holders: the
+    cheap question (one netlink dump on Linux) the pytest plugin asks around each test."""
+    if reader_name() == "psutil":
+        return {row.socket_id: row.port for row in listening(None)}
+    from utils import _linux
+
+    found = _linux.listening_sockets(None, reader_name())
+    return {f"inode:{inode}": entry[2] for inode, entry in found.items()}
 
 
 def parents() -> dict[int, int]:
@@ -116,6 +127,10 @@ class Listener(NamedTuple):
     socket_id: str
     facts: ProcessFacts | None
     listening: bool = True
+    # "server" (holds the socket alone), "supervisor" (shares it with its children) or
+    # "worker" (shares its parent's socket: uvicorn --workers/--reload, gunicorn, ...)
+    role: str = "server"
+    supervisor_cmdline: tuple[str, ...] | None = None  # a worker's supervisor's
 
     @property
     def suspended(self) -> bool:
@@ -130,8 +145,10 @@ class Listener(NamedTuple):
     @property
     def command(self) -> str:
         """The command line as a shell would read it, escaped for a terminal (see
-        ``render.printable``), or what stands in for it."""
-        return command_text(self.cmdline, self.name)
+        ``render.printable``), or what stands in for it; a worker by its role
+        (``uvicorn worker of 8633``): its own command line is multiprocessing's."""
+        worker_of = self.ppid if self.role == "worker" else None
+        return command_text(self.cmdline, self.name, worker_of, self.supervisor_cmdline)
 
     def as_dict(self) -> dict[str, Any]:
         """The listener row of the command contract (DESIGN.md)."""
@@ -147,13 +164,23 @@ class Listener(NamedTuple):
             "project": self.project,
             "state": self.state,
             "suspended": self.suspended,
+            "role": self.role,
         }
 
 
-def command_text(cmdline: tuple[str, ...] | None, name: str | None) -> str:
-    """A command line for people: shell-quoted and escaped, or what stands in for it."""
+def command_text(
+    cmdline: tuple[str, ...] | None,
+    name: str | None,
+    worker_of: int | None = None,
+    supervisor_cmdline: tuple[str, ...] | None = None,
+) -> str:
+    """A command line for people: shell-quoted and escaped, or what stands in for it; a
+    worker by its role (``uvicorn worker of 8633``), as its own command line is only
+    multiprocessing's boilerplate."""
     from utils.render import printable
 
+    if worker_of is not None:
+        return printable(f"{program_label(supervisor_cmdline or ())} worker of {worker_of}".strip())
     if cmdline:
         import shlex  # only tables and messages need it
 
@@ -199,10 +226,15 @@ def listeners(
         found = facts.get(holding.pid) if holding.pid is not None else None
         if holding.pid is not None and found is None:
             continue  # exited between the socket scan and the process lookup
-        project = False
+        project, role, supervisor = False, "server", None
         if found is not None:
-            root = top_holder(found.pid, holders_of[holding.socket_id], facts)
+            sharing = holders_of[holding.socket_id]
+            root = top_holder(found.pid, sharing, facts)
             project = own_project[found.pid] or own_project[root]
+            if found.ppid in sharing:
+                role, supervisor = "worker", facts[found.ppid].cmdline
+            elif len(sharing) > 1:
+                role = "supervisor"
         if project_only and not project:
             continue
         rows.append(
@@ -219,6 +251,8 @@ def listeners(
                 holding.socket_id,
                 found,
                 holding.listening,
+                role,
+                supervisor,
             )
         )
     rows.sort(key=lambda row: (row.port, row.family, row.address, row.pid or 0))

@@ -15,7 +15,26 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 
-PROJECT_ROOT = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+def _project_root() -> str:
+    """The checkout this file belongs to; installed (pip, pipx), the project around the
+    working directory instead: the nearest folder up from it holding ``.git`` or
+    ``pyproject.toml``, else the working directory itself."""
+    checkout = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.exists(os.path.join(checkout, "pyproject.toml")):
+        return checkout
+    here = os.path.realpath(os.getcwd())
+    folder = here
+    while True:
+        if any(os.path.exists(os.path.join(folder, mark)) for mark in (".git", "pyproject.toml")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return here
+        folder = parent
+
+
+PROJECT_ROOT = _project_root()
 
 
 class _Interpreter:
@@ -133,6 +152,19 @@ def program_files(cmdline: Sequence[str], cwd: str | None) -> list[str]:
         elif cwd is not None:
             files.extend(path for path in _module_files(word, cwd) if os.path.isfile(path))
     return files
+
+
+def program_label(cmdline: Sequence[str]) -> str:
+    """A short name for what a command line runs: ``uvicorn`` for ``python -m uvicorn
+    ...`` or ``.venv/bin/uvicorn ...``, ``serve.py`` for ``python scripts/serve.py``."""
+    if not cmdline:
+        return ""
+    kind = _interpreter(cmdline[0])
+    program = _program_word(cmdline[1:], kind) if kind is not None else None
+    if program is None:
+        return os.path.basename(cmdline[0])
+    what, word = program
+    return word if what == "module" else os.path.basename(word)
 
 
 def inside(path: str, root: str) -> bool:

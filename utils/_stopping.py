@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ from utils._binding import free_for_servers
 from utils._facts import ProcessFacts
 from utils._holders import (
     Listener,
+    command_text,
     descendants,
     is_alive,
     is_project_process,
@@ -62,6 +64,13 @@ class Outcome:
     cmdline: tuple[str, ...] | None = None
     suspended: bool = False  # it was stopped (Ctrl-Z) when the cleanup found it
     role: str = "holder"  # "holder" of the port, or "restarter" of its holders
+    worker_of: int | None = None  # the supervisor pid of a worker sharing its socket
+    supervisor_cmdline: tuple[str, ...] | None = None
+
+    @property
+    def command(self) -> str:
+        """For people: escaped, a worker shown by its role."""
+        return command_text(self.cmdline, self.name, self.worker_of, self.supervisor_cmdline)
 
     def as_dict(self) -> dict[str, Any]:
         result = "reason" if self.how == "refused" else "how"
@@ -70,6 +79,7 @@ class Outcome:
             "name": self.name,
             result: self.reason if self.how == "refused" else self.how,
             "role": self.role,
+            "worker_of": self.worker_of,
             "suspended": self.suspended,
             "cmdline": list(self.cmdline) if self.cmdline is not None else None,
         }
@@ -132,9 +142,25 @@ class _Rules:
 
 
 def _outcome(
-    facts: ProcessFacts, how: str, reason: str | None = None, role: str = "holder"
+    facts: ProcessFacts,
+    how: str,
+    reason: str | None = None,
+    role: str = "holder",
+    root: ProcessFacts | None = None,
 ) -> Outcome:
-    return Outcome(facts.pid, facts.name, how, reason, facts.cmdline, facts.stopped, role)
+    """What happened to ``facts``; ``root`` is its group's top-most holder."""
+    worker = root is not None and root.pid != facts.pid
+    return Outcome(
+        facts.pid,
+        facts.name,
+        how,
+        reason,
+        facts.cmdline,
+        facts.stopped,
+        role,
+        facts.ppid if worker else None,
+        root.cmdline if worker and root is not None else None,
+    )
 
 
 Identity = tuple[int, float]  # pid and start time: a process, never a reused pid
@@ -197,7 +223,7 @@ def _refusals(groups: Groups, project: dict[int, bool], rules: _Rules) -> list[O
             continue
         for member in members:
             reason = reasons[member.pid] or f"its supervisor pid {root} was refused"
-            refused.append(_outcome(member, "refused", reason))
+            refused.append(_outcome(member, "refused", reason, root=members[0]))
     return refused
 
 
@@ -322,19 +348,40 @@ def _continue_stopped(roots: list[ProcessFacts], members: list[ProcessFacts]) ->
             os.killpg(job, signal.SIGCONT)
 
 
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    """No progress to show."""
+
+
 def _stop_groups(
-    groups: Groups, grace: float, result: CleanupResult, roles: dict[int, str]
+    groups: Groups,
+    grace: float,
+    result: CleanupResult,
+    roles: dict[int, str],
+    progress: Progress = _quiet,
 ) -> None:
     """SIGTERM the top-most holders (and continue what is suspended), then lingering
     workers, then SIGKILL after ``grace``; record what happened to each."""
     start = time.monotonic()
     roots = [members[0] for members in groups.values()]
     targets = [member for members in groups.values() for member in members]
+    root_of = {member.pid: members[0] for members in groups.values() for member in members}
     how: dict[int, str] = {}
     signalled: set[int] = set()
 
     def alive() -> list[ProcessFacts]:
-        return [member for member in targets if member.pid not in how and is_alive(member)]
+        living = [member for member in targets if member.pid not in how and is_alive(member)]
+        if living:
+            first = living[0]
+            others = f" and {len(living) - 1} more" if len(living) > 1 else ""
+            elapsed = time.monotonic() - start
+            progress(
+                f"port {result.port}: waiting for pid {first.pid} ({first.name}){others} "
+                f"to exit: {elapsed:.1f} s, SIGKILL at {grace:g} s"
+            )
+        return living
 
     def deliver(members: list[ProcessFacts], sig: signal.Signals) -> None:
         for member in members:
@@ -368,9 +415,10 @@ def _stop_groups(
         role = roles.get(member.pid, "holder")
         if how[member.pid] == "refused":
             denied = "permission denied by the system"
-            result.refused.append(_outcome(member, "refused", denied, role))
+            result.refused.append(_outcome(member, "refused", denied, role, root_of[member.pid]))
         else:
-            result.stopped.append(_outcome(member, how[member.pid], role=role))
+            outcome = _outcome(member, how[member.pid], role=role, root=root_of[member.pid])
+            result.stopped.append(outcome)
 
 
 def _scan(port: int) -> list[Listener]:
@@ -388,7 +436,7 @@ def _scan(port: int) -> list[Listener]:
     return rows
 
 
-def _settle(port: int, window: float) -> tuple[list[Listener], bool]:
+def _settle(port: int, window: float, progress: Progress = _quiet) -> tuple[list[Listener], bool]:
     """Watch the port for ``window`` seconds: (holders seen, whether it can be bound).
 
     Test binds are cheap, so they are the poll; a scan runs when a bind fails, and once
@@ -403,6 +451,9 @@ def _settle(port: int, window: float) -> tuple[list[Listener], bool]:
         remaining = end - time.monotonic()
         if remaining <= 0:
             break
+        progress(
+            f"port {port}: making sure it stays free ({window - remaining:.1f} of {window:g} s)"
+        )
         time.sleep(min(POLL_CAP, remaining))
     rows = _scan(port)
     return rows, not rows and free_for_servers(port)
@@ -415,6 +466,7 @@ def cleanup(
     grace: float = DEFAULT_GRACE_SECONDS,
     dry_run: bool = False,
     settle: float = DEFAULT_SETTLE_SECONDS,
+    progress: Progress = _quiet,
 ) -> CleanupResult:
     """Stop whatever holds ``port`` (within the safety rules) and verify it stays free.
 
@@ -428,7 +480,7 @@ def cleanup(
     rows, freed = _scan(port), False
     if not rows and not dry_run:
         # Free now is not yet freed: a crash-looping server may be between two starts.
-        rows, freed = _settle(port, settle)
+        rows, freed = _settle(port, settle, progress)
     for _ in range(MAX_ROUNDS):
         if not rows:
             break
@@ -449,7 +501,7 @@ def cleanup(
             result.refused.extend(refused)
             if dry_run and not refused:
                 result.stopped.extend(
-                    _outcome(member, "would terminate")
+                    _outcome(member, "would terminate", root=members[0])
                     for members in groups.values()
                     for member in members
                 )
@@ -460,8 +512,9 @@ def cleanup(
         # A restarter goes first, so it cannot replace the holders stopped after it.
         order: Groups = {parent.pid: [parent] for parent in restarters} | fresh
         history.handled.update(_identity(parent) for parent in restarters)
-        _stop_groups(order, grace, result, {parent.pid: "restarter" for parent in restarters})
-        rows, freed = _settle(port, settle)
+        roles = {parent.pid: "restarter" for parent in restarters}
+        _stop_groups(order, grace, result, roles, progress)
+        rows, freed = _settle(port, settle, progress)
     result.freed = freed and not (dry_run or result.refused or rows)
     if not result.freed and not dry_run:
         result.still_held = rows or _scan(port)

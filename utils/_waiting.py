@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from utils._binding import check
@@ -149,6 +150,7 @@ def wait(
     timeout: float = 30.0,
     free: bool = False,
     http_path: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> WaitResult:
     """Poll until the condition holds or ``timeout`` seconds pass.
 
@@ -194,7 +196,17 @@ def wait(
         answers[address] = f"HTTP {status}"
         return 200 <= status < 300
 
+    goal = {"free": "to be free", "http": f"to answer 2xx at {http_path}"}.get(
+        condition, "to accept connections"
+    )
+
     def reached() -> bool:
+        if progress is not None:
+            last = "; ".join(f"{a}: {answer}" for a, answer in answers.items())
+            progress(
+                f"waiting for port {port} {goal}: {time.monotonic() - start:.1f} of "
+                f"{timeout:g} s" + (f" (last: {last})" if last else "")
+            )
         if free:
             return check(port, host).free
         for address in addresses:

@@ -29,6 +29,17 @@ from utils._binding import (
     find,
     reserve,
 )
+from utils._compat import (
+    cleanup_port,
+    cleanup_port_if_needed,
+    cleanup_project_ports,
+    find_free_port,
+    get_process_using_port,
+    is_port_in_use,
+    kill_process_on_port,
+    list_project_ports,
+    wait_for_port_free,
+)
 from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, error_line, guarded
 from utils._holders import Listener, is_project_process, listeners, project_ports
 from utils._project import PROJECT_ROOT, runs_project_code
@@ -72,10 +83,18 @@ __all__ = [
     "WaitResult",
     "check",
     "cleanup",
+    "cleanup_port",
+    "cleanup_port_if_needed",
+    "cleanup_project_ports",
     "error_line",
     "find",
+    "find_free_port",
+    "get_process_using_port",
     "guarded",
+    "is_port_in_use",
     "is_project_process",
+    "kill_process_on_port",
+    "list_project_ports",
     "listeners",
     "parse_int",
     "parse_port",
@@ -86,6 +105,7 @@ __all__ = [
     "runs_project_code",
     "shown",
     "wait",
+    "wait_for_port_free",
 ]
 
 if __name__ == "__main__":

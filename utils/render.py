@@ -37,10 +37,14 @@ def _escaped(char: str) -> str:
 
 
 def colour_enabled(stream: TextIO) -> bool:
-    """Colour on a terminal only, never with NO_COLOR set (no-color.org) or TERM=dumb."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+    """Colour on a terminal; never with NO_COLOR set (no-color.org) or TERM=dumb; and
+    also off a terminal with FORCE_COLOR set to anything but 0 (force-color.org: CI
+    logs that render colour). NO_COLOR wins when both are set."""
+    if os.environ.get("NO_COLOR"):
         return False
-    return stream.isatty()
+    if os.environ.get("FORCE_COLOR", "") not in ("", "0"):
+        return True
+    return os.environ.get("TERM") != "dumb" and stream.isatty()
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:
@@ -80,6 +84,47 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Cell]], enabled: bool)
 
     head = paint(line(headers, None), "bold", enabled)
     return "\n".join([head, *(line(cells, row) for cells, row in zip(texts, rows, strict=True))])
+
+
+class Progress:
+    """A live status line on a terminal's stderr, rewritten in place and cleared at the
+    end; silent when stderr is not a terminal (a pipe, a CI log) or for ``--json``."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self.stream = stream
+        self.enabled = enabled
+        self._shown = False
+        self._last = 0.0
+
+    @classmethod
+    def for_stream(cls, stream: TextIO, *, enabled: bool = True) -> Progress:
+        on_terminal = stream.isatty() and os.environ.get("TERM") != "dumb"
+        return cls(stream, enabled and on_terminal)
+
+    def show(self, text: str) -> None:
+        """Replace the status line with ``text`` (at most ten times a second)."""
+        if not self.enabled:
+            return
+        import time
+
+        now = time.monotonic()
+        if self._shown and now - self._last < 0.1:
+            return
+        self._last = now
+        try:
+            width = os.get_terminal_size(self.stream.fileno()).columns
+        except (OSError, ValueError):
+            width = 0
+        width = width if width > 0 else 80  # a terminal of unknown size (0 columns)
+        self.stream.write("\r\033[K" + printable(text)[: max(10, width - 1)])
+        self.stream.flush()
+        self._shown = True
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self._shown = False
 
 
 def emit_json(document: Any) -> None:
