@@ -125,6 +125,7 @@ class Run:
         self.scenario("invoke", lambda: scenarios.compare_invoke(ctx))
         self.scenario("cleanup", lambda: scenarios.compare_cleanup(ctx))
         self.scenario("serve", lambda: scenarios.compare_serve(ctx))
+        self.scenario("plugin", lambda: scenarios.compare_plugin(ctx))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

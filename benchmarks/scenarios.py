@@ -1,6 +1,7 @@
 """The comparisons of the issue, each measured in one alternating series.
 
-Scenario names (for ``--only``): ``list``, ``check``, ``invoke``, ``cleanup``, ``serve``.
+Scenario names (for ``--only``): ``list``, ``check``, ``invoke``, ``cleanup``, ``serve``,
+``plugin``.
 Every port comes from ``utils.port_manager.find()``; every process started here is
 stopped (by pid) before the scenario returns, even on error or Ctrl-C.
 """
@@ -25,7 +26,9 @@ from benchmarks.load import ListenerLoad
 from benchmarks.results import Comparison, Measured, Target
 from benchmarks.timing import Sample, Spawner, Trial, alternate
 
-SCENARIOS = ("list", "check", "invoke", "cleanup", "serve")
+SCENARIOS = ("list", "check", "invoke", "cleanup", "serve", "plugin")
+PLUGIN_TESTS = 200  # trivial tests per run: the leak check's cost per test is the diff / 200
+PLUGIN_BUDGET_PER_TEST = 0.003  # "a few milliseconds per test" (issue 13)
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SKIPPED = "skipped (not installed)"
 TARGET_LOAD = 5000
@@ -200,6 +203,41 @@ def compare_invoke(ctx: Context) -> list[Comparison]:
     finally:
         holder.close()
     return comparisons
+
+
+def compare_plugin(ctx: Context) -> Comparison:
+    """A suite of trivial tests run by pytest with the port plugin (leak check on) vs
+    without it: the leak check's cost, PLUGIN_TESTS times over."""
+    with tempfile.TemporaryDirectory() as suite:
+        Path(suite, "test_trivial.py").write_text(
+            "import pytest\n\n"
+            f"@pytest.mark.parametrize('n', range({PLUGIN_TESTS}))\n"
+            "def test_trivial(n):\n    assert n >= 0\n",
+            encoding="utf-8",
+        )
+        env = {**ctx.env, "PYTHONPATH": str(ctx.root)}
+        base = [ctx.python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_trivial.py"]
+        with_plugin = [*base, "-p", "utils.pytest_plugin"]
+        commands: list[tuple[Measured, Trial | None]] = [
+            (
+                Measured("pytest with the plugin", " ".join(["pytest", *with_plugin[3:]])),
+                lambda: ctx.spawner.run(with_plugin, cwd=suite, env=env),
+            ),
+            (
+                Measured("pytest without it", " ".join(["pytest", *base[3:]])),
+                lambda: ctx.spawner.run(base, cwd=suite, env=env),
+            ),
+        ]
+        comparison = Comparison(
+            "plugin",
+            f"{PLUGIN_TESTS} trivial tests with the leak check vs without",
+            f"{procinfo.listener_count()} listening on the machine",
+            commands[0][0],
+            targets=[Target("diff", PLUGIN_TESTS * PLUGIN_BUDGET_PER_TEST, "pytest without it")],
+        )
+        _measure(comparison, ctx, commands)
+        _expect(comparison, comparison.subject, {0})
+    return comparison
 
 
 def _lingering(server: servers.ServerTree, grace: float = 2.0) -> list[str]:

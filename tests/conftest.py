@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from utils import port_manager
+from utils.pytest_plugin import free_port_for_this_run
 
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
@@ -39,24 +40,11 @@ def deadline_poll(condition: Callable[[], object], timeout: float = 20.0) -> obj
         interval = min(interval * 1.5, 0.2)
 
 
-def _ephemeral_floor() -> int:
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
-            return int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768  # Linux's default
-
-
 def fresh_port() -> int:
-    """A port that is free right now, from the library under test.
-
-    Chosen below the kernel's ephemeral range: a test that also binds port 0 (the load
-    listeners) must not be handed the port a slow-starting server is about to bind.
-    """
-    floor = _ephemeral_floor()
-    base = 10000 if floor > 12000 else 1024
-    span = max(1, min(10000, floor - base - 1000))
-    return port_manager.find(start=base + os.getpid() % span)
+    """A port free right now and handed to no other test of this run (also across xdist
+    workers): the project's own pytest plugin (utils/pytest_plugin.py) hands it out, from
+    below the kernel's ephemeral range, so listeners on port 0 cannot take it."""
+    return free_port_for_this_run()
 
 
 class Processes:
