@@ -151,7 +151,7 @@ class Listener(NamedTuple):
         return command_text(self.cmdline, self.name, worker_of, self.supervisor_cmdline)
 
     def as_dict(self) -> dict[str, Any]:
-        """The listener row of the command contract (DESIGN.md)."""
+        """The listener row of the JSON contract (README, "JSON shapes")."""
         return {
             "port": self.port,
             "address": self.address,
