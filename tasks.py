@@ -34,8 +34,10 @@ def _required(ports: list[str] | None, *, one: bool = False) -> list[str]:
     if not ports or (one and len(ports) > 1):
         from utils.port_manager import EXIT_USAGE, error_line
 
-        wanted = "one port" if one else "a port"
-        error_line(f"{wanted} is required (as an argument or --port): an integer 1 to 65535")
+        if ports:
+            error_line(f"this command takes one port, not {len(ports)}: {' '.join(ports)}")
+        else:
+            error_line("a port is required (as an argument or --port): an integer 1 to 65535")
         raise Exit(code=EXIT_USAGE)
     return ports
 
@@ -51,7 +53,11 @@ def list_(c: Context, all: bool = False, json: bool = False) -> None:
     _finish(run_list(all_listeners=all, as_json=json))
 
 
-@task(help={"port": PORT_HELP, "host": HOST_HELP, "json": JSON_HELP}, iterable=["port"])
+@task(
+    help={"port": PORT_HELP, "host": HOST_HELP, "json": JSON_HELP},
+    iterable=["port"],
+    auto_shortflags=False,  # -h is help, not --host
+)
 def check(
     c: Context, port: list[str] | None = None, host: str | None = None, json: bool = False
 ) -> None:
@@ -63,6 +69,7 @@ def check(
 
 @task(
     help={"start": "first port to try (default 8000)", "host": HOST_HELP, "json": JSON_HELP},
+    auto_shortflags=False,  # -h is help, not --host
 )
 def find(c: Context, start: str = "8000", host: str | None = None, json: bool = False) -> None:
     """Print the first free port at or above --start, else one the OS assigns."""
@@ -116,6 +123,7 @@ def cleanup(
         "json": JSON_HELP,
     },
     iterable=["port"],
+    auto_shortflags=False,  # -h is help, not --host
 )
 def wait(
     c: Context,
@@ -151,6 +159,7 @@ SERVE_HELP = {
     name="dev",
     help={key: SERVE_HELP[key] for key in SERVE_HELP if key != "workers"}
     | {"host": "address to bind (default 127.0.0.1)"},
+    auto_shortflags=False,  # -h is help, not --host
 )
 def serve_dev(
     c: Context,
@@ -179,11 +188,12 @@ def serve_dev(
 
 @task(
     name="prod",
-    help={"port": SERVE_HELP["port"], "workers": SERVE_HELP["workers"]}
+    help={key: SERVE_HELP[key] for key in ("port", "workers", "cleanup-port", "force-cleanup")}
     | {
         "host": "address to bind (default: HOST, else 0.0.0.0)",
         "find-port": "refused in production: the platform routes to one fixed port",
     },
+    auto_shortflags=False,  # -h is help, not --host
 )
 def serve_prod(
     c: Context,
@@ -191,13 +201,25 @@ def serve_prod(
     host: str | None = None,
     workers: str | None = None,
     find_port: bool = False,
+    cleanup_port: bool = False,
+    force_cleanup: bool = False,
 ) -> None:
     """Production server: HOST/PORT/WEB_CONCURRENCY from the environment, proxy headers."""
     from backend.server import serve
 
     # --find-port is accepted only to be refused with its reason (exit 2), not Invoke's
     # "unknown flag": production never moves to another port.
-    _finish(serve("prod", port=port, host=host, workers=workers, find_port=find_port))
+    _finish(
+        serve(
+            "prod",
+            port=port,
+            host=host,
+            workers=workers,
+            find_port=find_port,
+            cleanup_port=cleanup_port,
+            force_cleanup=force_cleanup,
+        )
+    )
 
 
 serve = Collection("serve", serve_dev, serve_prod)

@@ -76,6 +76,11 @@ def build_request(
             "--find-port is not valid in production: the platform routes traffic to one "
             "fixed port (PORT), so a busy port is an error, not a reason to move"
         )
+    if port is not None and str(port) == "0" and mode == "prod":
+        raise InvalidValue(
+            "--port '0' is not valid in production: the platform routes traffic to one "
+            "fixed port, so an OS-assigned one would be unreachable"
+        )
     if port is not None and str(port) == "0":
         chosen, port_from = 0, "--port"  # any free port, as uvicorn --port 0: announced
     elif port is not None:
@@ -125,11 +130,16 @@ def free_port(port: int, force: bool) -> None:
         sys.stderr.write(
             f"Stopped pid {outcome.pid} ({outcome.command}) holding port {port}: {outcome.how}\n"
         )
+    if result.refused:
+        # The port manager's --force is this command's --force-cleanup.
+        refused = "; ".join(
+            f"pid {o.pid}: {(o.reason or '').replace('--force', '--force-cleanup')}"
+            for o in result.refused
+        )
+        raise StartRefused(f"port {port} is held, and nothing was stopped ({refused})")
     if not result.freed:
-        refused = "; ".join(f"pid {o.pid}: {o.reason}" for o in result.refused)
         raise StartRefused(
-            f"port {port} is still held after cleanup"
-            + (f" ({refused})" if refused else f" by {describe(result.still_held)}")
+            f"port {port} is still held after the cleanup, by {describe(result.still_held)}"
         )
 
 
@@ -145,11 +155,24 @@ def acquire_socket(request: StartRequest) -> tuple[socket.socket, str]:
         if request.find_port:
             sock = port_manager.reserve(request.port, request.host, search=True)
             return sock, f"port {request.port} is held by {holders}"
+        # --cleanup-port stops only this user's processes of this project: name the flag
+        # that will work for the holder at hand.
+        ours = all(holder.project and holder.user == _user() for holder in busy.status.holders)
+        stop = "--cleanup-port" if ours and busy.status.holders else "--force-cleanup"
         hint = "" if request.mode == "prod" else "--find-port to use the next free port, or "
         raise StartRefused(
             f"port {request.port} ({request.port_from}) is in use by {holders}; "
-            f"use {hint}--cleanup-port to stop it"
+            f"use {hint}{stop} to stop it"
         ) from None
+
+
+def _user() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return None
 
 
 def url_of(sock: socket.socket, host: str) -> str:

@@ -201,3 +201,24 @@ def test_program_files_reads_the_interpreters_options() -> None:
     assert program_files(["./run", "a.py"], "/w") == [os.path.join("/w", "./run")]
     assert program_files(["sh", "-o", "errexit", "b.sh"], "/w") == ["/w/b.sh"]
     assert program_files([], "/w") == []
+
+
+def test_an_installed_copy_takes_the_project_around_the_working_directory(tmp_path: Path) -> None:
+    from utils._project import project_root
+
+    installed = str(tmp_path / "site-packages")  # no pyproject.toml beside utils/
+    home = tmp_path / "home"
+    (home / "work" / "app" / "src").mkdir(parents=True)
+    (home / "work" / "app" / ".git").mkdir()
+    (home / ".git").mkdir()  # a dotfiles repository: never the project
+    app = str((home / "work" / "app").resolve())
+    assert project_root(installed, str(home / "work" / "app" / "src"), str(home)) == app
+    assert project_root(installed, str(home / "work"), str(home)) == ""
+    assert project_root(installed, str(home), str(home)) == ""
+    assert project_root(installed, "/", str(home)) == ""
+    assert project_root(installed, None, str(home)) == ""
+    assert not runs_project_code(["python3", "x.py"], "/", "")  # no project: nothing is ours
+    checkout = str(tmp_path / "checkout")
+    Path(checkout).mkdir()
+    (Path(checkout) / "pyproject.toml").write_text("")
+    assert project_root(checkout, "/", str(home)) == checkout

@@ -10,6 +10,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import psutil
 import pytest
@@ -361,3 +362,46 @@ def test_port_0_takes_a_port_the_os_assigns_and_stdout_holds_only_the_start_line
     assert server.stdout is not None
     rest = server.stdout.read().decode()
     assert rest.strip() == ""  # after the start line: nothing on stdout, no access log
+
+
+def test_the_busy_port_hint_names_the_flag_that_will_work(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """A foreign holder: --cleanup-port would be refused, so --force-cleanup is named."""
+    port = str(fresh_port())
+    foreign = processes.start([PYTHON, "-c", listener_script(), port], cwd=tmp_path)
+    deadline_poll(lambda: foreign.pid in holder_pids(int(port)))
+    busy = subprocess.run(
+        [*INVOKE, "serve.dev", "--port", port],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert busy.returncode == 1 and "use --find-port" in busy.stderr
+    assert "--force-cleanup to stop it" in busy.stderr
+    refused = subprocess.run(
+        [*INVOKE, "serve.dev", "--port", port, "--cleanup-port"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
+    assert refused.returncode == 1
+    assert "nothing was stopped" in refused.stderr and "(use --force-cleanup)" in refused.stderr
+    assert foreign.poll() is None
+
+
+def test_production_refuses_port_0() -> None:
+    result = subprocess.run(
+        [*INVOKE, "serve.prod", "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=production_env(),
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --port '0' is not valid in production")

@@ -16,25 +16,40 @@ import os
 from collections.abc import Iterator, Sequence
 
 
-def _project_root() -> str:
+def project_root(checkout: str, cwd: str | None, home: str) -> str:
     """The checkout this file belongs to; installed (pip, pipx), the project around the
     working directory instead: the nearest folder up from it holding ``.git`` or
-    ``pyproject.toml``, else the working directory itself."""
-    checkout = os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ``pyproject.toml`` - but never ``/`` or the home directory (a dotfiles repository
+    would make every process of the user "the project's"). Outside any project: "",
+    and no process counts as the project's (cleanup then needs --force)."""
     if os.path.exists(os.path.join(checkout, "pyproject.toml")):
         return checkout
-    here = os.path.realpath(os.getcwd())
-    folder = here
-    while True:
+    if cwd is None:  # the working directory was removed
+        return ""
+    too_wide = {os.path.realpath(home), os.path.realpath(os.sep)}
+    folder = os.path.realpath(cwd)
+    while folder not in too_wide:
         if any(os.path.exists(os.path.join(folder, mark)) for mark in (".git", "pyproject.toml")):
             return folder
         parent = os.path.dirname(folder)
         if parent == folder:
-            return here
+            break
         folder = parent
+    return ""
 
 
-PROJECT_ROOT = _project_root()
+def _cwd() -> str | None:
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+PROJECT_ROOT = project_root(
+    os.path.realpath(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    _cwd(),
+    os.path.expanduser("~"),
+)
 
 
 class _Interpreter:
@@ -164,6 +179,8 @@ def program_label(cmdline: Sequence[str]) -> str:
     if program is None:
         return os.path.basename(cmdline[0])
     what, word = program
+    if (what, word) == ("module", "backend") or {"serve.dev", "serve.prod"} & set(cmdline):
+        return "uvicorn"  # this project's own start commands serve with uvicorn
     return word if what == "module" else os.path.basename(word)
 
 
@@ -185,7 +202,10 @@ def _in_virtualenv(path: str, root: str) -> bool:
 
 
 def runs_project_code(cmdline: Sequence[str], cwd: str | None, root: str = PROJECT_ROOT) -> bool:
-    """The project rule (see the module docstring); ``root`` must be a resolved path."""
+    """The project rule (see the module docstring); ``root`` must be a resolved path
+    ("" for no project: nothing is the project's)."""
+    if not root:
+        return False
     if cwd is not None and inside(os.path.realpath(cwd), root):
         return True
     for path in program_files(cmdline, cwd):

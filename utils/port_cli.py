@@ -73,7 +73,7 @@ COMMANDS = (
             ),
             Option("--free", "wait until PORT is free instead"),
             Option("--http", "wait until GET PATH answers 2xx", True, None, "PATH"),
-            _PORT,
+            Option("--port", "the port, as the PORT argument", True, None, "PORT", True),
             _JSON,
         ),
     ),

@@ -312,7 +312,8 @@ def run_wait(
             "http": f"to answer 2xx at {http}",
         }[result.condition]
         if result.reached:
-            print(f"Port {number} is ready: waited {result.seconds:.2f} s for it {goal}.")
+            state = "free" if free else "ready"
+            print(f"Port {number} is {state}: waited {result.seconds:.2f} s for it {goal}.")
             return EXIT_OK
         detail = f" (last answer: {result.detail})" if result.detail else ""
         sys.stderr.write(
