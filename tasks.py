@@ -278,24 +278,36 @@ namespace.add_collection(tokens)
 PORT_TASKS = ("ports.check", "ports.cleanup", "ports.wait")
 
 
-def ports_as_options(words: list[str], task_names: set[str]) -> list[str]:
+def ports_as_options(words: list[str], valued: dict[str, set[str]]) -> list[str]:
     """``ports.cleanup 8000 8001 --grace 2`` -> ``ports.cleanup --port 8000 --port 8001
-    --grace 2``: the bare words after a port task (up to the next task name) are ports,
-    except the value that follows an option which takes one."""
-    valued = {"--host", "--grace", "--settle", "--timeout", "--http", "--port", "-h", "--help"}
+    --grace 2``.
+
+    ``valued`` maps each task name (and alias) to its options that take a value (long
+    and short, as Invoke's parser knows them). Inside a port task, a bare word - or any
+    word after ``--``, or a negative number (for a one-line exit-2 error) - is a port;
+    in every task the value after a value-taking option stays what it was, even if it
+    looks like a task name.
+    """
     rewritten: list[str] = []
-    in_port_task = False
+    task: str | None = None
     words = list(words)
     while words:
         word = words.pop(0)
-        if word in task_names:
-            in_port_task = word in PORT_TASKS
+        flag = word.partition("=")[0]
+        in_port_task = task in PORT_TASKS
+        if task is not None and word.startswith("-") and flag in valued[task]:
             rewritten.append(word)
-        elif in_port_task and word.startswith("-"):
-            rewritten.append(word)
-            if word in valued and words:
+            if "=" not in word and words:
                 rewritten.append(words.pop(0))
-        elif in_port_task:
+        elif in_port_task and word == "--":
+            rewritten += [part for port in words for part in ("--port", port)]
+            break
+        elif in_port_task and word[:1] == "-" and word[1:].isdigit():
+            rewritten += ["--port", word]
+        elif word in valued:
+            task = word
+            rewritten.append(word)
+        elif in_port_task and not word.startswith("-"):
             rewritten += ["--port", word]
         else:
             rewritten.append(word)
@@ -314,9 +326,24 @@ def _accept_ports_as_arguments() -> None:
     core = getattr(invoke_main.program, "core", None)
     unparsed = getattr(core, "unparsed", None)
     if isinstance(unparsed, list):
-        names = set(namespace.task_names)
-        names |= {alias for aliases in namespace.task_names.values() for alias in aliases}
-        unparsed[:] = ports_as_options(unparsed, names)
+        valued: dict[str, set[str]] = {}
+        for context in namespace.to_contexts():
+            flags = {
+                f"-{name}" if len(name) == 1 else f"--{name}"
+                for argument in context.args.values()
+                if argument.takes_value
+                for name in argument.names
+            }
+            for name in (context.name, *context.aliases):
+                valued[str(name)] = flags
+        unparsed[:] = ports_as_options(unparsed, valued)
+        # Invoke keeps the words after `--` apart (its "remainder"); after a port task
+        # they are ports too, not a request for every port of the project.
+        remainder = getattr(core, "remainder", "")
+        tasks_named = [word for word in unparsed if word in valued]
+        if core is not None and remainder and tasks_named and tasks_named[-1] in PORT_TASKS:
+            unparsed += [part for port in remainder.split() for part in ("--port", port)]
+            core.remainder = ""
 
 
 _accept_ports_as_arguments()

@@ -152,14 +152,24 @@ def test_the_check_can_be_turned_off_for_a_run(pytester: pytest.Pytester, user_s
         _stop(list(children))
 
 
-def test_a_port_is_claimed_once_per_run(tmp_path: Path) -> None:
+def test_a_port_is_claimed_once_across_workers_and_runs(tmp_path: Path) -> None:
     from utils.pytest_plugin import PortRegistry
 
-    first, second = PortRegistry(str(tmp_path)), PortRegistry(str(tmp_path))  # two workers
-    assert first.claim(20001) is True
-    assert second.claim(20001) is False and first.claim(20001) is False
-    handed = {first.free_port() for _ in range(20)} | {second.free_port() for _ in range(20)}
+    run = f"run-a:{os.getpid()}"  # a live first process
+    worker_1, worker_2 = PortRegistry(str(tmp_path), run), PortRegistry(str(tmp_path), run)
+    other_run = PortRegistry(str(tmp_path), f"run-b:{os.getpid()}")
+    assert worker_1.claim(20001) is True
+    assert worker_2.claim(20001) is False and other_run.claim(20001) is False
+    handed = {worker_1.free_port() for _ in range(20)} | {other_run.free_port() for _ in range(20)}
     assert len(handed) == 40
+
+    dead = subprocess.Popen([PYTHON, "-c", "pass"])
+    dead.wait()
+    crashed = PortRegistry(str(tmp_path), f"run-c:{dead.pid}")  # its first process is gone
+    assert crashed.claim(20002) is True
+    assert worker_1.claim(20002) is True  # a stale claim is taken over
+    worker_1.release_all()
+    assert other_run.claim(20001) is True  # given back at the end of the run
 
 
 def test_ci_port_hygiene_names_stops_and_fails_on_a_leftover(
@@ -183,3 +193,139 @@ def test_ci_port_hygiene_names_stops_and_fails_on_a_leftover(
     assert "left servers of this project listening" in dirty.stderr
     assert f" {server.pid} " in dirty.stderr and "terminated" in dirty.stderr
     assert server.wait(timeout=10) is not None
+
+
+HOSTILE_TESTS = textwrap.dedent(
+    """
+    import os, socket, subprocess, sys, time
+    import pytest
+
+    LOG = os.environ["PORT_LOG"]
+    SERVE = ("import socket, sys, time; s = socket.socket(socket.AF_INET6 if ':' in sys.argv[2] "
+             "else socket.AF_INET); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+             "s.bind((sys.argv[2], int(sys.argv[1]))); s.listen(); time.sleep(600)")
+
+    def wait_listening(port, host="127.0.0.1"):
+        for _ in range(500):
+            try:
+                socket.create_connection((host, port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.01)
+        raise AssertionError("never listened")
+
+    def note(name, pid):
+        with open(os.path.join(LOG, name), "w") as f:
+            f.write(str(pid))
+
+    def test_a_double_forked_daemon(free_port):
+        code = ("import os, subprocess, sys\\n"
+                "if os.fork() == 0:\\n"
+                "    os.setsid()\\n"
+                f"    p = subprocess.Popen("
+                f"[sys.executable, '-c', {SERVE!r}, '{free_port}', '127.0.0.1'])\\n"
+                f"    open({os.path.join(LOG, 'daemon')!r}, 'w').write(str(p.pid))\\n"
+                "    os._exit(0)\\n")
+        subprocess.run([sys.executable, "-c", code], check=True)
+        wait_listening(free_port)
+
+    def test_a_restart_loop(free_port):
+        loop = subprocess.Popen(["bash", "-c",
+            f"while true; do {sys.executable} -c \\"$0\\" {free_port} 127.0.0.1; done", SERVE])
+        note("loop", loop.pid)
+        wait_listening(free_port)
+
+    @pytest.fixture
+    def careless_server(free_port):
+        child = subprocess.Popen([sys.executable, "-c", SERVE, str(free_port), "127.0.0.1"])
+        note("careless", child.pid)
+        wait_listening(free_port)
+        yield
+        raise RuntimeError("teardown broke before stopping the server")
+
+    def test_a_teardown_that_raises(careless_server):
+        pass
+
+    def test_beside_a_server_started_before_the_run():
+        port = int(os.environ["SHARED_PORT"])
+        child = subprocess.Popen([sys.executable, "-c", SERVE, str(port), "::1"])
+        note("beside", child.pid)
+        wait_listening(port, "::1")
+    """
+)
+
+
+def test_daemons_loops_broken_teardowns_and_neighbours(
+    pytester: pytest.Pytester,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    processes: Processes,
+) -> None:
+    log = tmp_path / "log"
+    log.mkdir()
+    shared = fresh_port()
+    neighbour = processes.start([PYTHON, "-c", listener_script(), str(shared)])  # a project server
+    deadline_poll(lambda: neighbour.pid in holder_pids(shared))
+    monkeypatch.setenv("PORT_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("SHARED_PORT", str(shared))
+    pytester.makepyfile(test_hostile=HOSTILE_TESTS)
+    result = pytester.runpytest_subprocess("-p", "utils.pytest_plugin", "-p", "no:cacheprovider")
+    started = {path.name: int(path.read_text()) for path in log.iterdir() if path.read_text()}
+    try:
+        result.assert_outcomes(passed=4, errors=4)
+        output = result.stdout.str()
+        for name in ("daemon", "loop", "careless", "beside"):
+            assert name in started, output
+            deadline_poll(
+                lambda name=name: (
+                    not psutil.pid_exists(started[name])
+                    or psutil.Process(started[name]).status() == psutil.STATUS_ZOMBIE
+                ),
+                timeout=10,
+            )
+        assert "teardown broke" in output
+        assert neighbour.poll() is None  # the server from before the run was left alone
+        assert neighbour.pid in holder_pids(shared)
+    finally:
+        _stop(list(started.values()))
+
+
+def test_an_innocent_test_beside_another_workers_daemon(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under -n 2, one worker's test runs a daemon for a while; the other's is not blamed."""
+    log = tmp_path / "log"
+    log.mkdir()
+    monkeypatch.setenv("PORT_LOG", str(log))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(
+        test_pair=HOSTILE_TESTS.split("def test_a_double_forked_daemon")[0]
+        + textwrap.dedent(
+            """
+            def test_uses_a_daemon_then_stops_it(free_port):
+                code = ("import os, subprocess, sys\\n"
+                        "if os.fork() == 0:\\n"
+                        f"    p = subprocess.Popen("
+                        f"[sys.executable, '-c', {SERVE!r}, '{free_port}', '127.0.0.1'])\\n"
+                        f"    open({os.path.join(LOG, 'daemon')!r}, 'w').write(str(p.pid))\\n"
+                        "    os._exit(0)\\n")
+                subprocess.run([sys.executable, "-c", code], check=True)
+                wait_listening(free_port)
+                time.sleep(2)  # the other worker's test runs meanwhile
+                pid = int(open(os.path.join(LOG, "daemon")).read())
+                os.kill(pid, 9)
+
+            def test_innocent():
+                time.sleep(1)
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "utils.pytest_plugin", "-n", "2", "-p", "no:cacheprovider"
+    )
+    started = [int(path.read_text()) for path in log.iterdir() if path.read_text()]
+    try:
+        result.assert_outcomes(passed=2)
+    finally:
+        _stop(started)

@@ -222,3 +222,29 @@ def test_an_installed_copy_takes_the_project_around_the_working_directory(tmp_pa
     Path(checkout).mkdir()
     (Path(checkout) / "pyproject.toml").write_text("")
     assert project_root(checkout, "/", str(home)) == checkout
+
+
+def test_bare_ports_become_options_only_where_they_are_ports() -> None:
+    import tasks
+
+    valued = {
+        "ports.cleanup": {"--grace", "-g", "--settle", "-s", "--port", "-p"},
+        "ports.check": {"--host", "--port", "-p"},
+        "tokens.revoke": {"--user", "-u", "--provider", "-p"},
+        "ports.list": set(),
+    }
+    rewrite = tasks.ports_as_options
+    assert rewrite(["ports.cleanup", "8000", "-g", "1", "8001"], valued) == [
+        *("ports.cleanup", "--port", "8000", "-g", "1", "--port", "8001"),
+    ]
+    assert rewrite(["ports.check", "--host=::1", "8000", "ports.list"], valued) == [
+        *("ports.check", "--host=::1", "--port", "8000", "ports.list"),
+    ]
+    assert rewrite(["ports.check", "--", "8000", "8001"], valued) == [
+        *("ports.check", "--port", "8000", "--port", "8001"),
+    ]
+    assert rewrite(["ports.check", "-1"], valued) == ["ports.check", "--port", "-1"]
+    # A value that looks like a task name stays the value of its option.
+    assert rewrite(["tokens.revoke", "--user", "ports.check", "--provider", "x"], valued) == [
+        *("tokens.revoke", "--user", "ports.check", "--provider", "x"),
+    ]

@@ -520,3 +520,24 @@ def cleanup(
         result.still_held = rows or _scan(port)
     result.seconds = time.monotonic() - start
     return result
+
+
+def stop_processes(
+    roots: list[ProcessFacts], *, force: bool = False, grace: float = DEFAULT_GRACE_SECONDS
+) -> CleanupResult:
+    """Stop these processes (each with the tree below it continued if suspended) under
+    the safety rules, all or nothing: for callers that know exactly which processes
+    must go (the pytest plugin's leaked servers), where ``cleanup(port)`` would stop
+    every holder of the port. ``result.port`` is 0; ``freed`` says whether all went."""
+    result = CleanupResult(port=0)
+    rules = _Rules(force)
+    groups: Groups = {root.pid: [root] for root in roots}
+    result.refused.extend(
+        _refusals(groups, {root.pid: is_project_process(root) for root in roots}, rules)
+    )
+    if not result.refused:
+        _stop_groups(groups, grace, result, {})
+    result.freed = not result.refused and all(
+        outcome.how in ("terminated", "killed", "already gone") for outcome in result.stopped
+    )
+    return result

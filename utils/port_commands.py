@@ -214,9 +214,9 @@ def run_cleanup(
             numbers = project_ports()
         progress = render.Progress.for_stream(sys.stderr, enabled=not as_json)
         results = []
-        for number in numbers:
-            results.append(
-                cleanup(
+        try:
+            for number in numbers:
+                result = cleanup(
                     number,
                     force=force,
                     grace=grace_seconds,
@@ -224,8 +224,10 @@ def run_cleanup(
                     settle=settle_seconds,
                     progress=progress.show,
                 )
-            )
-            progress.clear()
+                results.append(result)
+                progress.clear()
+        finally:
+            progress.clear()  # Ctrl-C too: "interrupted" starts a line of its own
         success = all((not r.refused) if dry_run else r.freed for r in results)
         if as_json:
             documents: list[object] = [result.as_dict() for result in results]

@@ -1,21 +1,24 @@
 """pytest plugin: race-free ports for tests, and a check that no test leaves a server
 listening.
 
-Load it with ``pytest -p utils.pytest_plugin`` (installed, it registers itself as the
-``portkeeper`` pytest11 entry point). It gives:
+Load it with ``pytest -p utils.pytest_plugin`` (installed, it registers itself as a
+pytest11 entry point of the same name). It gives:
 
-- ``free_port``: an ``int`` port free when handed out and handed to no other test of the
-  same run, in this process or another pytest-xdist worker. Workers share one directory
-  per run; a port is claimed by creating its file there (``O_EXCL``), which is atomic.
+- ``free_port``: an ``int`` port free when handed out and handed to no other test, of
+  this run (any pytest-xdist worker) or of another run of this user at the same time: a
+  port is claimed by creating its file in one per-user directory (``O_EXCL``, atomic).
 - ``reserved_socket``: a bound, listening, inheritable socket on 127.0.0.1 (the race-free
   way: pass it to the server under test, e.g. uvicorn ``fd=``/``sockets=``).
-- a leak check: after each test (its fixtures torn down), a listening TCP socket that
-  appeared during the test and is held by a descendant of the test process (or by a
-  process of the project started during the test that was orphaned) fails the test with
-  port, pid and command; its holders are stopped with the port manager's safety rules.
-  ``@pytest.mark.allow_listeners`` opts a test out, ``--no-listener-check`` a run.
-  Sockets opened by fixtures wider than a function (a session's database server) are
-  theirs, not leaks. The session summary lists what was stopped.
+- a leak check: after each test (its fixtures torn down, even when a teardown fails), a
+  listening TCP socket that appeared during the test and is held by a process the test
+  started (a descendant of the test process, or one whose inherited environment says it
+  was started during this test, of this run and worker: a double-forked daemon too)
+  fails the test with port, pid and command; those processes, from the top-most one the
+  test started (a restart loop included), are stopped with the port manager's safety
+  rules, and nothing else. ``@pytest.mark.allow_listeners`` opts a test out,
+  ``--no-listener-check`` a run. Processes and sockets of fixtures wider than a function
+  (a session's database server) are theirs, not leaks. The session summary lists what
+  was stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import shutil
 import socket
 import tempfile
 import time
@@ -54,29 +56,75 @@ def _ephemeral_floor() -> int:
 
 
 class PortRegistry:
-    """Ports claimed in one test run, shared by every process of the run."""
+    """Ports claimed by the test runs of this user on this machine.
 
-    def __init__(self, directory: str) -> None:
+    One directory per user holds a file per claimed port, naming the run that holds it
+    and that run's first process. Creating the file (``O_EXCL``) is the claim, so two
+    workers of a run, or two runs at once, never get the same port. A claim is released
+    when its run ends; the claim of a run whose first process is gone (killed by a CI
+    timeout) is stale and is taken over.
+    """
+
+    def __init__(self, directory: str, run: str) -> None:
         self.directory = directory
-        os.makedirs(directory, exist_ok=True)
+        self.run = run
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         floor = _ephemeral_floor()
         self.low = 10000 if floor > 12000 else 1024
         self.high = max(self.low + 1, floor - 1)
 
     def claim(self, port: int) -> bool:
-        """Whether this caller is the first of the run to ask for ``port``."""
+        """Whether this run may have ``port``: nobody else (alive) holds its claim."""
+        path = os.path.join(self.directory, str(port))
         try:
-            os.close(os.open(os.path.join(self.directory, str(port)), os.O_CREAT | os.O_EXCL))
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
-            return False
+            if not self._stale(path):
+                return False
+            fresh = f"{path}.{os.getpid()}"
+            with open(fresh, "w", encoding="ascii") as claim:
+                claim.write(self.run)
+            os.replace(fresh, path)  # atomic: the last of two takers wins the file...
+            with open(path, encoding="ascii") as claim:
+                return claim.read() == self.run  # ...and only it takes the port
+        with os.fdopen(descriptor, "w", encoding="ascii") as claim:
+            claim.write(self.run)
         return True
 
+    def _stale(self, path: str) -> bool:
+        try:
+            with open(path, encoding="ascii") as claim:
+                owner = claim.read()
+        except OSError:
+            return False
+        pid = owner.rpartition(":")[2]
+        if owner == self.run or not pid.isdigit():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:
+            return False
+        return False
+
+    def release_all(self) -> None:
+        """Give back every port this run claimed (at the end of the run)."""
+        with contextlib.suppress(OSError):
+            for name in os.listdir(self.directory):
+                path = os.path.join(self.directory, name)
+                with contextlib.suppress(OSError):
+                    with open(path, encoding="ascii") as claim:
+                        mine = claim.read() == self.run
+                    if mine:
+                        os.remove(path)
+
     def free_port(self) -> int:
-        """A port nobody in this run was given, free on every local address now."""
+        """A port no test run was given, free on every local address now."""
         from utils._binding import LOCAL_ADDRESSES, quick_free
 
         span = self.high - self.low
-        start = random.randrange(span)  # two runs on one machine rarely meet
+        start = random.randrange(span)
         for offset in range(min(span, _CLAIMS_PER_CALL)):
             port = self.low + (start + offset) % span
             if self.claim(port) and quick_free(port, LOCAL_ADDRESSES):
@@ -84,26 +132,32 @@ class PortRegistry:
         raise RuntimeError(f"no free port found in {self.low}-{self.high}")
 
 
-# The run's id, set by the first pytest process of a run (the xdist controller, or the
-# only process): xdist workers, and pytest runs started by the tests, inherit it.
+# The run's id ("uuid:pid" of its first process), set by the first pytest process of a
+# run (the xdist controller, or the only process): xdist workers, and pytest runs
+# started by the tests, inherit it.
 RUN_VARIABLE = "PORTKEEPER_TEST_RUN"
 
 
 def _registry_directory() -> str:
-    return os.path.join(tempfile.gettempdir(), f"portkeeper-ports-{os.environ[RUN_VARIABLE]}")
+    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"portkeeper-ports-{user}")
+
+
+def _registry() -> PortRegistry:
+    if RUN_VARIABLE not in os.environ:
+        raise RuntimeError(f"{__name__} is not loaded (pytest -p {__name__})")
+    return PortRegistry(_registry_directory(), os.environ[RUN_VARIABLE])
 
 
 def free_port_for_this_run() -> int:
     """``free_port`` without a fixture: for helpers that need several ports per test."""
-    if RUN_VARIABLE not in os.environ:
-        raise RuntimeError(f"{__name__} is not loaded (pytest -p {__name__})")
-    return PortRegistry(_registry_directory()).free_port()
+    return _registry().free_port()
 
 
 def registry(config: pytest.Config) -> PortRegistry:
     found: PortRegistry | None = getattr(config, "_portkeeper_registry", None)
     if found is None:
-        found = PortRegistry(_registry_directory())
+        found = _registry()
         config._portkeeper_registry = found  # type: ignore[attr-defined]
     return found
 
@@ -152,13 +206,20 @@ def _descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
 
 
 class LeakCheck:
-    """Listening sockets before and after each test; what is new and the test's is a leak."""
+    """Listening sockets before and after each test; what is new and the test's is a leak.
+
+    "The test's" is decided per process: a descendant of this pytest process, or a
+    process whose environment says it was started during this very test of this run and
+    worker (``PYTEST_CURRENT_TEST``, ``PYTEST_XDIST_WORKER`` and the run id are inherited
+    by every child, and survive a double fork that hands it to init or a subreaper).
+    Processes started by fixtures wider than a function (and their children) are not.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.wider: set[str] = set()  # sockets opened by fixtures wider than a function
+        self.wider_sockets: set[str] = set()  # opened while a wider fixture was set up
+        self.wider_pids: set[int] = set()  # started while a wider fixture was set up
         self.before: dict[str, int] = {}
-        self.started = 0.0
         self.stopped: list[str] = []
 
     @pytest.hookimpl(wrapper=True)
@@ -167,94 +228,106 @@ class LeakCheck:
     ) -> Generator[None, Any, Any]:
         if fixturedef.scope == "function":
             return (yield)
-        before = set(_listening_ids())
+        from utils._holders import descendants
+
+        sockets, pids = set(_listening_ids()), set(descendants(os.getpid()))
         try:
             return (yield)
         finally:
-            self.wider |= set(_listening_ids()) - before
+            self.wider_sockets |= set(_listening_ids()) - sockets
+            self.wider_pids |= set(descendants(os.getpid())) - pids
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
         self.before = _listening_ids()
-        self.started = time.time()
         return (yield)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
     def pytest_runtest_teardown(
         self, item: pytest.Item, nextitem: pytest.Item | None
     ) -> Generator[None, None, None]:
-        result = yield  # the fixtures are torn down: what still listens was left behind
-        if item.get_closest_marker(MARKER) is None:
-            self._check(item)
+        checking = item.get_closest_marker(MARKER) is None
+        try:
+            result = yield  # the fixtures are torn down: what still listens was left behind
+        except BaseException:
+            if checking:  # a teardown that failed is where leaks happen: stop them anyway
+                self._check(item, report=False)
+            raise
+        if checking:
+            self._check(item, report=True)
         return result
 
     def _new_sockets(self) -> dict[str, int]:
         now = _listening_ids()
-        return {
-            sid: port
-            for sid, port in now.items()
-            if sid not in self.before and sid not in self.wider
-        }
+        skip = self.before.keys() | self.wider_sockets
+        return {sid: port for sid, port in now.items() if sid not in skip}
 
-    def _check(self, item: pytest.Item) -> None:
-        new = self._new_sockets()
-        if not new:
+    def _check(self, item: pytest.Item, *, report: bool) -> None:
+        if not self._new_sockets():
             return
-        # A process killed by a fixture may take a moment to die and close its socket:
-        # only what is still listening after that moment counts.
+        leaked = self._leaked(item)
+        # A process a fixture just killed may take a moment to die and close its socket:
+        # only the test's sockets still listening after that moment count.
         end = time.monotonic() + SETTLE_SECONDS
-        while new and time.monotonic() < end:
+        while leaked and time.monotonic() < end:
             time.sleep(0.02)
-            new = self._new_sockets()
-        if not new:
-            return
-        leaked = self._leaked(new)
+            leaked = self._leaked(item)
         if not leaked:
             return
         lines = [f"port {row.port}: pid {row.pid}: {row.command}" for row in leaked]
-        stopped = self._stop(sorted({row.port for row in leaked}), leaked)
+        stopped = f"{item.nodeid}: {self._stop(leaked)}"
+        self.stopped.append(stopped)
         item.user_properties.append((_STOPPED_PROPERTY, stopped))
-        pytest.fail(
-            f"{item.nodeid} left {len(lines)} listening socket(s) behind: "
-            + "; ".join(lines)
-            + f" ({stopped})",
-            pytrace=False,
-        )
+        if report:
+            pytest.fail(
+                f"{item.nodeid} left {len(lines)} listening socket(s) behind: "
+                + "; ".join(lines)
+                + f" ({stopped})",
+                pytrace=False,
+            )
 
-    def _leaked(self, new: dict[str, int]) -> list[Any]:
-        """The holders of ``new`` sockets that this test started."""
+    def _leaked(self, item: pytest.Item) -> list[Any]:
+        """The holders of new sockets that this test started."""
         from utils._holders import listeners, parents
 
+        new = self._new_sockets()
         tree = parents()
-        me = os.getpid()
         leaked = []
         for port in sorted(set(new.values())):
-            for row in listeners(port):
-                if row.socket_id not in new or row.pid is None or row.facts is None:
-                    continue
-                mine = _descends_from(row.pid, me, tree)
-                orphan = row.facts.ppid == 1 and row.project
-                if mine or (orphan and _started_after(row.pid, self.started)):
+            for row in listeners(port, bound=False):
+                if row.socket_id in new and row.pid is not None and self._ours(row.pid, item, tree):
                     leaked.append(row)
         return leaked
 
-    def _stop(self, ports: list[int], leaked: list[Any]) -> str:
-        """Stop the leaked holders through the port manager; say what happened."""
-        from utils._stopping import cleanup
+    def _ours(self, pid: int, item: pytest.Item, tree: dict[int, int]) -> bool:
+        """Started by this test: below this process or marked by its environment, and not
+        by a wider fixture."""
+        chain = _ancestors(pid, tree)
+        if self.wider_pids & {pid, *chain}:
+            return False
+        return os.getpid() in chain or _started_during(pid, item.nodeid)
 
-        ours = {row.pid for row in leaked}
-        said = []
-        for port in ports:
-            from utils._holders import listeners
+    def _stop(self, leaked: list[Any]) -> str:
+        """Stop what the test started around each leaked socket: from the top-most of its
+        ancestors the test started (a restart loop, a shell) down, never anything else."""
+        from utils._holders import parents, process_facts
+        from utils._stopping import stop_processes
 
-            holders = {row.pid for row in listeners(port, bound=True)}
-            result = cleanup(port, force=holders <= ours, grace=2.0, settle=0.0)
-            pids = ", ".join(str(outcome.pid) for outcome in result.stopped)
-            state = "freed" if result.freed else "still held"
-            said.append(f"port {port} {state}" + (f", stopped pid {pids}" if pids else ""))
-        text = "; ".join(said)
-        self.stopped.append(text)
-        return text
+        tree = parents()
+        roots: dict[int, Any] = {}
+        for row in leaked:
+            top = row.pid
+            for ancestor in _ancestors(row.pid, tree):
+                if ancestor == os.getpid() or not _started_during_or_below(ancestor, tree):
+                    break
+                top = ancestor
+            facts = process_facts(top)
+            if facts is not None:
+                roots[top] = facts
+        result = stop_processes(list(roots.values()), force=True, grace=2.0)
+        said = [f"stopped pid {o.pid} ({o.how})" for o in result.stopped]
+        said += [f"pid {o.pid} refused: {o.reason}" for o in result.refused]
+        return "; ".join(said) or "nothing left to stop"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect what workers stopped (their reports reach the controller)."""
@@ -262,7 +335,7 @@ class LeakCheck:
             return
         for name, value in report.user_properties:
             if name == _STOPPED_PROPERTY and value not in self.stopped:
-                self.stopped.append(f"{report.nodeid}: {value}")
+                self.stopped.append(str(value))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.stopped:
@@ -271,14 +344,42 @@ class LeakCheck:
                 terminalreporter.line(line)
 
 
-def _started_after(pid: int, moment: float) -> bool:
-    """Whether process ``pid`` started at or after ``moment`` (seconds since the epoch)."""
+def _ancestors(pid: int, tree: dict[int, int]) -> list[int]:
+    chain: list[int] = []
+    while pid in tree and tree[pid] not in chain and tree[pid] > 0:
+        pid = tree[pid]
+        chain.append(pid)
+    return chain
+
+
+def _environment(pid: int) -> dict[str, str]:
     try:
         import psutil
 
-        return bool(psutil.Process(pid).create_time() >= moment - 0.01)
-    except Exception:  # gone, or not ours to ask: not provably the test's
-        return False
+        return dict(psutil.Process(pid).environ())
+    except Exception:  # gone, or not ours to read: not provably the test's
+        return {}
+
+
+def _started_during(pid: int, nodeid: str) -> bool:
+    """Whether ``pid`` was started during the test ``nodeid`` of this run and worker."""
+    env = _environment(pid)
+    current = env.get("PYTEST_CURRENT_TEST", "")
+    return (
+        env.get(RUN_VARIABLE) == os.environ.get(RUN_VARIABLE)
+        and env.get("PYTEST_XDIST_WORKER") == os.environ.get("PYTEST_XDIST_WORKER")
+        and current.rsplit(" (", 1)[0] == nodeid
+    )
+
+
+def _started_during_or_below(pid: int, tree: dict[int, int]) -> bool:
+    """A process of this pytest process's tree, or started in this run and worker."""
+    if os.getpid() in _ancestors(pid, tree):
+        return True
+    env = _environment(pid)
+    return env.get(RUN_VARIABLE) == os.environ.get(RUN_VARIABLE) and env.get(
+        "PYTEST_XDIST_WORKER"
+    ) == os.environ.get("PYTEST_XDIST_WORKER")
 
 
 # --------------------------------------------------------------------------- hooks
@@ -296,7 +397,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if RUN_VARIABLE not in os.environ:
-        os.environ[RUN_VARIABLE] = uuid.uuid4().hex
+        os.environ[RUN_VARIABLE] = f"{uuid.uuid4().hex}:{os.getpid()}"
         config._portkeeper_owner = True  # type: ignore[attr-defined]
     config.addinivalue_line(
         "markers", f"{MARKER}: this test may leave listening sockets (no leak check)"
@@ -306,9 +407,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """The process that began the run (the xdist controller, or the only process)
-    removes the run's claims."""
+    """The process that began the run (the xdist controller, or the only process) gives
+    back the run's ports."""
     if getattr(config, "_portkeeper_owner", False):
-        with contextlib.suppress(OSError, KeyError):
-            shutil.rmtree(_registry_directory())
+        with contextlib.suppress(OSError, RuntimeError):
+            _registry().release_all()
         os.environ.pop(RUN_VARIABLE, None)
