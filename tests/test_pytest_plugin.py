@@ -287,8 +287,20 @@ def test_daemons_loops_broken_teardowns_and_neighbours(
         assert "teardown broke" in output
         assert neighbour.poll() is None  # the server from before the run was left alone
         assert neighbour.pid in holder_pids(shared)
+        # Nothing the user suite started is left: no holder of a loop, no daemon.
+        deadline_poll(lambda: not _started_by_suite(log), timeout=10)
     finally:
-        _stop(list(started.values()))
+        _stop([*started.values(), *_started_by_suite(log)])
+
+
+def _started_by_suite(log: Path) -> list[int]:
+    """Live processes whose environment names this user suite's log directory."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get("PORT_LOG") == str(log) and process.status() != "zombie":
+                found.append(process.pid)
+    return found
 
 
 def test_an_innocent_test_beside_another_workers_daemon(

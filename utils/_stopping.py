@@ -523,18 +523,21 @@ def cleanup(
 
 
 def stop_processes(
-    roots: list[ProcessFacts], *, force: bool = False, grace: float = DEFAULT_GRACE_SECONDS
+    groups: dict[int, list[ProcessFacts]],
+    *,
+    force: bool = False,
+    grace: float = DEFAULT_GRACE_SECONDS,
 ) -> CleanupResult:
-    """Stop these processes (each with the tree below it continued if suspended) under
-    the safety rules, all or nothing: for callers that know exactly which processes
-    must go (the pytest plugin's leaked servers), where ``cleanup(port)`` would stop
-    every holder of the port. ``result.port`` is 0; ``freed`` says whether all went."""
+    """Stop these process groups (top-most process first, then the rest of each group,
+    every stopped process of their trees continued) under the safety rules, all or
+    nothing: for callers that know exactly which processes must go (the pytest plugin's
+    leaked servers), where ``cleanup(port)`` would stop every holder of the port.
+    ``result.port`` is 0; ``freed`` says whether every one of them went."""
     result = CleanupResult(port=0)
     rules = _Rules(force)
-    groups: Groups = {root.pid: [root] for root in roots}
-    result.refused.extend(
-        _refusals(groups, {root.pid: is_project_process(root) for root in roots}, rules)
-    )
+    members = [member for group in groups.values() for member in group]
+    project = {member.pid: is_project_process(member) for member in members}
+    result.refused.extend(_refusals(groups, project, rules))
     if not result.refused:
         _stop_groups(groups, grace, result, {})
     result.freed = not result.refused and all(

@@ -314,7 +314,7 @@ class LeakCheck:
         from utils._stopping import stop_processes
 
         tree = parents()
-        roots: dict[int, Any] = {}
+        groups: dict[int, list[Any]] = {}
         for row in leaked:
             top = row.pid
             for ancestor in _ancestors(row.pid, tree):
@@ -322,9 +322,12 @@ class LeakCheck:
                     break
                 top = ancestor
             facts = process_facts(top)
-            if facts is not None:
-                roots[top] = facts
-        result = stop_processes(list(roots.values()), force=True, grace=2.0)
+            if facts is None:
+                continue
+            group = groups.setdefault(top, [facts])
+            if row.facts is not None and all(member.pid != row.pid for member in group):
+                group.append(row.facts)  # the holder goes too, not only its restarter
+        result = stop_processes(groups, force=True, grace=2.0)
         said = [f"stopped pid {o.pid} ({o.how})" for o in result.stopped]
         said += [f"pid {o.pid} refused: {o.reason}" for o in result.refused]
         return "; ".join(said) or "nothing left to stop"
