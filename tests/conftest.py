@@ -185,3 +185,37 @@ def listening_socket(address: str, port: int, *, v6only: bool = True) -> socket.
     sock.bind((address, port))
     sock.listen()
     return sock
+
+
+def run_cli_on_terminal(
+    args: list[str], env: dict[str, str], terminal: str = "stdout"
+) -> tuple[int, str, str]:
+    """Run the CLI with ``terminal`` ("stdout" or "stderr") on a pseudo-terminal and the
+    other stream on a pipe: (status, what the pipe got, what the terminal showed)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        on_terminal = terminal == "stdout"
+        process = subprocess.Popen(
+            [PYTHON, str(ROOT / "utils" / "port_manager.py"), *args],
+            stdout=follower if on_terminal else subprocess.PIPE,
+            stderr=subprocess.PIPE if on_terminal else follower,
+            env=env,
+            cwd=ROOT,
+        )
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        piped = process.stderr if on_terminal else process.stdout
+        other = piped.read().decode() if piped is not None else ""
+        return process.wait(timeout=60), other, b"".join(chunks).decode()
+    finally:
+        os.close(leader)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from tests.conftest import (
     holder_pids,
     listener_script,
     run_cli,
+    run_cli_on_terminal,
     run_invoke,
 )
 from utils import __version__, port_manager
@@ -76,29 +76,7 @@ def test_several_ports_exit_0_only_if_every_one_ends_free(
 
 def _stderr_on_terminal(args: list[str]) -> tuple[int, str, str]:
     """Run the CLI with stderr on a pseudo-terminal: (status, stdout, what stderr showed)."""
-    leader, follower = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [PYTHON, str(ROOT / "utils" / "port_manager.py"), *args],
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            cwd=ROOT,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        stdout = process.stdout.read().decode() if process.stdout else ""
-        return process.wait(timeout=60), stdout, b"".join(chunks).decode()
-    finally:
-        os.close(leader)
+    return run_cli_on_terminal(args, {**os.environ, "NO_COLOR": "1"}, terminal="stderr")
 
 
 def test_a_terminal_sees_progress_while_cleanup_and_wait_wait(processes: Processes) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from tests.conftest import (
     holder_pids,
     listener_script,
     run_cli,
+    run_cli_on_terminal,
     run_invoke,
 )
 from utils import port_manager
@@ -91,30 +91,8 @@ def test_human_table_is_aligned_and_plain_without_a_terminal(processes: Processe
 
 
 def _run_on_terminal(args: list[str], env: dict[str, str]) -> str:
-    """Run the CLI with stdout on a pseudo-terminal and return what it printed."""
-    leader, follower = pty.openpty()
-    try:
-        process = subprocess.Popen(
-            [PYTHON, str(ROOT / "utils" / "port_manager.py"), *args],
-            stdout=follower,
-            stderr=subprocess.PIPE,
-            env=env,
-            cwd=ROOT,
-        )
-        os.close(follower)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        process.wait(timeout=30)
-        return b"".join(chunks).decode()
-    finally:
-        os.close(leader)
+    """What the CLI printed on a pseudo-terminal standing for its stdout."""
+    return run_cli_on_terminal(args, env)[2]
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:

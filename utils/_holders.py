@@ -74,10 +74,11 @@ def parents() -> dict[int, int]:
     return _linux.parents()
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` in the process tree, parents before their children."""
+def descendants(pid: int, tree: dict[int, int] | None = None) -> list[int]:
+    """Every process below ``pid`` in the process tree (``tree``: a ``parents()`` map
+    already read, so several roots cost one scan), parents before their children."""
     children: dict[int, list[int]] = {}
-    for child, parent in parents().items():
+    for child, parent in (parents() if tree is None else tree).items():
         children.setdefault(parent, []).append(child)
     found: list[int] = []
     queue = list(children.get(pid, []))

@@ -37,6 +37,7 @@ from utils._holders import (
     is_alive,
     is_project_process,
     listeners,
+    parents,
     process_facts,
     top_holder,
 )
@@ -326,9 +327,12 @@ def _continue_stopped(roots: list[ProcessFacts], members: list[ProcessFacts]) ->
         return
     seen: set[int] = set()
     candidates = [*members]
+    tree = parents() if roots else {}  # one scan of the process table for every root
     for root in roots:
         candidates.extend(
-            found for pid in descendants(root.pid) if (found := process_facts(pid)) is not None
+            found
+            for pid in descendants(root.pid, tree)
+            if (found := process_facts(pid)) is not None
         )
     jobs: set[int] = set()
     for candidate in candidates:
