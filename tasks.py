@@ -32,7 +32,7 @@ def _finish(status: int) -> None:
 def _required(ports: list[str] | None, *, one: bool = False) -> list[str]:
     """The ports given (as arguments or --port): at least one, or exactly ``one``."""
     if not ports or (one and len(ports) > 1):
-        from utils.port_manager import EXIT_USAGE, error_line
+        from utils.errors import EXIT_USAGE, error_line
 
         if ports:
             error_line(f"this command takes one port, not {len(ports)}: {' '.join(ports)}")
@@ -238,7 +238,7 @@ namespace = Collection(ports, serve)
 )
 def tokens_list(c: Context, user: str | None = None, json: bool = False) -> None:
     """List stored tokens: user, provider, state and expiry (never a secret)."""
-    from backend.services.integrations.operator import run_list
+    from backend.services.integrations.token_commands import run_list
 
     _finish(run_list(user=user, as_json=json))
 
@@ -249,7 +249,7 @@ def tokens_list(c: Context, user: str | None = None, json: bool = False) -> None
 )
 def tokens_revoke(c: Context, user: str | None = None, provider: str | None = None) -> None:
     """Forget a user's token for a provider (exit 1 if not connected)."""
-    from backend.services.integrations.operator import run_revoke
+    from backend.services.integrations.token_commands import run_revoke
 
     _finish(run_revoke(user=user, provider=provider))
 
@@ -257,7 +257,7 @@ def tokens_revoke(c: Context, user: str | None = None, provider: str | None = No
 @task(name="rotate-key")
 def tokens_rotate_key(c: Context) -> None:
     """Re-encrypt every token with the newest TOKEN_ENCRYPTION_KEYS key (all or nothing)."""
-    from backend.services.integrations.operator import run_rotate_key
+    from backend.services.integrations.token_commands import run_rotate_key
 
     _finish(run_rotate_key())
 
@@ -265,7 +265,7 @@ def tokens_rotate_key(c: Context) -> None:
 @task(name="new-key")
 def tokens_new_key(c: Context) -> None:
     """Print a fresh encryption key to put first in TOKEN_ENCRYPTION_KEYS."""
-    from backend.services.integrations.operator import run_new_key
+    from backend.services.integrations.token_commands import run_new_key
 
     _finish(run_new_key())
 

@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from backend import __version__
 from backend.services.integrations.errors import TokenError
 from backend.services.integrations.factory import LazyTokenService
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 # uvicorn configures its own loggers only; log through its general one so lines show.
 logger = logging.getLogger("uvicorn.error")

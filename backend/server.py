@@ -17,7 +17,8 @@ from typing import Any, Literal
 
 from backend.settings import Settings, load_settings
 from utils import port_manager
-from utils.port_manager import EXIT_OK, InvalidValue, Listener, PortInUse
+from utils.errors import EXIT_OK, InvalidValue, guarded
+from utils.port_manager import Listener, PortInUse
 from utils.render import Progress
 
 Mode = Literal["dev", "prod"]
@@ -252,7 +253,7 @@ def serve(mode: Mode, **flags: object) -> int:
             settings = settings.model_copy(update={"app_env": "production"})
         return run(request, settings)
 
-    return port_manager.guarded(action, (StartRefused,))
+    return guarded(action, (StartRefused,))
 
 
 def mode_from_env() -> Mode:
@@ -272,4 +273,4 @@ def cleanup_only(port: object = None, force: bool = False) -> int:
         print(f"Port {request.port} is free.")
         return EXIT_OK
 
-    return port_manager.guarded(action, (StartRefused,))
+    return guarded(action, (StartRefused,))

@@ -24,7 +24,6 @@ from tests.conftest import (
     listening_socket,
 )
 from utils import _compat, port_manager
-from utils._holders import listeners, project_ports
 from utils.port_manager import (
     DEFAULT_SETTLE_SECONDS,
     InvalidValue,
@@ -36,6 +35,8 @@ from utils.port_manager import (
     is_port_in_use,
     kill_process_on_port,
     list_project_ports,
+    listeners,
+    project_ports,
     wait_for_port_free,
 )
 

@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import ROOT, Processes, deadline_poll, fresh_port, holder_pids, listener_script
 from tests.test_cleanup import SYSTEM_PYTHON
-from utils import _stopping
-from utils._holders import process_facts
+from utils import _signals, _stop_rules
+from utils.port_manager import process_facts
 
 
 def test_a_process_that_is_gone_is_reported_as_already_gone(processes: Processes) -> None:
@@ -21,8 +21,8 @@ def test_a_process_that_is_gone_is_reported_as_already_gone(processes: Processes
     assert facts is not None
     sleeper.kill()
     sleeper.wait(timeout=10)
-    result = _stopping.CleanupResult(port=0)
-    _stopping._stop_groups({sleeper.pid: [facts]}, 1.0, result, {})
+    result = _stop_rules.CleanupResult(port=0)
+    _signals.stop_groups({sleeper.pid: [facts]}, 1.0, result, {})
     assert [(o.pid, o.how) for o in result.stopped] == [(sleeper.pid, "already gone")]
 
 
@@ -32,9 +32,9 @@ def test_a_reused_pid_is_never_signalled(processes: Processes) -> None:
     facts = process_facts(target.pid)
     assert facts is not None
     impostor = facts._replace(start_time=facts.start_time - 100.0)
-    assert _stopping._send(impostor, signal.SIGTERM) == "gone"
+    assert _signals.send(impostor, signal.SIGTERM) == "gone"
     assert target.poll() is None  # the live process with that pid was not touched
-    assert _stopping._send(facts, signal.SIGTERM) is None
+    assert _signals.send(facts, signal.SIGTERM) is None
     assert target.wait(timeout=10) == -signal.SIGTERM
 
 

@@ -222,7 +222,7 @@ def test_help_names_every_command() -> None:
 
 def test_fast_json_equals_the_plain_encoding(processes: Processes) -> None:
     """The per-process JSON cache of ``list --json`` encodes exactly what json.dumps would."""
-    from utils.port_commands import _listeners_json
+    from utils._reports import listeners_json
 
     many = processes.start(
         [PYTHON, "-c", SPREAD_LISTENERS, "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
@@ -231,4 +231,4 @@ def test_fast_json_equals_the_plain_encoding(processes: Processes) -> None:
     assert len(many.stdout.readline().split()) == 20
     rows = port_manager.listeners()
     assert len([row for row in rows if row.pid == many.pid]) == 20
-    assert json.loads(_listeners_json(rows)) == [row.as_dict() for row in rows]
+    assert json.loads(listeners_json(rows)) == [row.as_dict() for row in rows]

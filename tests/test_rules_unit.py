@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from utils import render
-from utils._project import program_files, runs_project_code
+from utils._project_policy import program_files, runs_project_code
 from utils._values import (
     InvalidValue,
     parse_http_path,
@@ -204,7 +204,7 @@ def test_program_files_reads_the_interpreters_options() -> None:
 
 
 def test_an_installed_copy_takes_the_project_around_the_working_directory(tmp_path: Path) -> None:
-    from utils._project import project_root
+    from utils._project_policy import project_root
 
     installed = str(tmp_path / "site-packages")  # no pyproject.toml beside utils/
     home = tmp_path / "home"

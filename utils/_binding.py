@@ -11,8 +11,10 @@ import errno
 import socket
 from typing import Any, NamedTuple
 
-from utils._holders import Listener, listeners
-from utils._values import InvalidValue, resolve_host, shown
+from utils._common import Listener
+from utils._holders import listeners
+from utils._values import resolve_host, shown
+from utils.errors import InvalidValue
 
 LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::")

@@ -24,19 +24,21 @@ import shlex
 from typing import Any
 
 from utils._binding import LOCAL_ADDRESSES, check, free_for_servers, quick_free
-from utils._holders import Listener, listeners, project_ports, top_holder
-from utils._stopping import CleanupResult, cleanup
+from utils._common import Listener
+from utils._holders import listeners, project_ports, supervisor_of
+from utils._stop_rules import CleanupResult
+from utils._stopping import cleanup
 from utils._values import (
     DEFAULT_SETTLE_SECONDS,
     MAX_WAIT_SECONDS,
     PORT_RANGE,
-    InvalidValue,
     parse_int,
     parse_port,
     parse_seconds,
     shown,
 )
 from utils._waiting import wait as wait_until
+from utils.errors import InvalidValue
 
 LOGGER_NAME = "portkeeper"
 log = logging.getLogger(LOGGER_NAME)
@@ -115,7 +117,7 @@ def _top_row(rows: list[Listener]) -> Listener | None:
     same_socket = [row for row in named if row.socket_id == chosen.socket_id]
     facts = {row.pid: row.facts for row in same_socket if row.pid is not None and row.facts}
     holders = set(facts)
-    root = top_holder(chosen.pid, holders, facts) if chosen.pid is not None else None
+    root = supervisor_of(chosen.pid, holders, facts) if chosen.pid is not None else None
     return next((row for row in same_socket if row.pid == root), chosen)
 
 

@@ -13,7 +13,7 @@ import os
 import struct
 from socket import AF_INET, AF_INET6, inet_ntop
 
-from utils._facts import ProcessFacts, SocketHolding
+from utils._common import ProcessFacts, ReaderName, SocketHolding
 
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -36,6 +36,12 @@ Sockets = dict[int, tuple[str, str, int, bool]]  # inode -> (family, address, po
 
 
 _AVAILABLE: list[bool] = []  # asked once per process: every liveness poll consults it
+_SOURCE: list[ReaderName] = ["netlink"]  # where sockets come from; "procfs" forced by tests
+
+
+def select(source: ReaderName) -> None:
+    """Read sockets through netlink (the default) or the /proc/net text tables."""
+    _SOURCE[0] = source
 
 
 def available() -> bool:
@@ -117,12 +123,12 @@ def _procfs_tables(port: int | None, found: Sockets) -> None:
             continue
 
 
-def listening_sockets(port: int | None, source: str = "netlink", bound: bool = False) -> Sockets:
+def _socket_table(port: int | None, bound: bool = False) -> Sockets:
     """inode -> (family, address, port, listening) of every listening TCP socket (of
     ``port``), and with ``bound`` the bound-only ones netlink can name (the text tables
     cannot)."""
     found: Sockets = {}
-    if source == "netlink":
+    if _SOURCE[0] == "netlink":
         try:
             _netlink_dump(AF_INET, port, found, bound)
             _netlink_dump(AF_INET6, port, found, bound)
@@ -170,12 +176,15 @@ def _pids_by_inode(inodes: set[int]) -> dict[int, list[int]]:
     return holders
 
 
-def listening(
-    port: int | None = None, source: str = "netlink", bound: bool = False
-) -> list[SocketHolding]:
+def socket_ports() -> dict[str, int]:
+    """socket id -> port of every listening TCP socket, holders not looked for."""
+    return {f"inode:{inode}": entry[2] for inode, entry in _socket_table(None).items()}
+
+
+def socket_holdings(port: int | None = None, bound: bool = False) -> list[SocketHolding]:
     """Every listening TCP socket (of ``port``, if given) with every process holding it;
     with ``bound``, also the sockets bound to the port without listening."""
-    sockets = listening_sockets(port, source, bound)
+    sockets = _socket_table(port, bound)
     holders = _pids_by_inode(set(sockets))
     rows: list[SocketHolding] = []
     for inode, (family, address, sock_port, listens) in sockets.items():

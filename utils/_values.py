@@ -8,6 +8,8 @@ Each range is written once, here.
 
 from __future__ import annotations
 
+from utils.errors import InvalidValue
+
 DEFAULT_GRACE_SECONDS = 5.0  # cleanup: SIGTERM, then SIGKILL after this
 # How long a freed port must stay free. Shell loops and process managers restart a
 # holder within 0.05-0.2 s; a successful cleanup spends this long making sure.
@@ -20,10 +22,6 @@ MAX_GRACE_SECONDS = 600.0
 MAX_SETTLE_SECONDS = 60.0
 MAX_WAIT_SECONDS = 86400.0
 _SHOWN_CHARACTERS = 40  # a value longer than this is shown cut, with its length
-
-
-class InvalidValue(ValueError):
-    """A malformed user value; ``str()`` is one line naming the value and what is allowed."""
 
 
 def shown(value: object) -> str:

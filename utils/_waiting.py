@@ -5,10 +5,10 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from utils._binding import check
-from utils._polling import poll_until
+from utils._common import poll_until
 from utils._values import parse_http_path, resolve_host
 
 LOOPBACK = ("127.0.0.1", "::1")
@@ -19,10 +19,14 @@ _VERSION = b"HTTP/1."
 MALFORMED = "malformed answer (not an HTTP/1.x status line)"
 
 
+# What is waited for: connections accepted, a 2xx answer, or nobody holding the port.
+Condition = Literal["open", "http", "free"]
+
+
 class WaitResult(NamedTuple):
     port: int
     host: str | None
-    condition: str  # "open", "http" or "free"
+    condition: Condition
     reached: bool
     seconds: float
     # On a timeout, the last answer of each address tried, in the order tried:
@@ -174,7 +178,7 @@ def wait(
     if http_path is not None:
         parse_http_path(http_path)
     addresses = resolve_host(host) if host is not None else LOOPBACK
-    condition = "free" if free else "http" if http_path is not None else "open"
+    condition: Condition = "free" if free else "http" if http_path is not None else "open"
     answers: dict[str, str] = {}  # address -> its last answer, in the order first tried
 
     def attempt(address: str) -> bool:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from utils import __version__
 from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
-from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE
+from utils.errors import EXIT_NO, EXIT_OK, EXIT_USAGE
 
 DESCRIPTION = "List, check, find, free and wait for TCP ports."
 _JSON = Option("--json", "print one JSON document on stdout")

@@ -1,15 +1,19 @@
 """Who holds a port, is it free, which one is, take one, free one, wait for one.
 
-The public API of the port tooling; ``utils/port_cli.py`` is its command line, run by
-``python utils/port_manager.py list|check|find|cleanup|wait`` or
-``python -m utils.port_manager``. The work is done in small private modules: readers per
-platform (``_linux``, ``_psutil_reader``) behind ``_holders``, test binds in ``_binding``,
-stopping in ``_stopping`` and waiting in ``_waiting``.
+The public API of the port tools, and the only module the CLI, the Invoke tasks, the
+backend and the tests import them through. Importing it is cheap: the values, the
+records and the defaults load at once; the parts that do the work (test binds,
+discovery, stopping, waiting, the compatibility functions) load on first use.
+
+Run as a program (``python utils/port_manager.py``, ``python -m utils.port_manager`` or,
+installed, ``portkeeper``) it is the command line of ``utils/port_cli.py``.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
+from typing import TYPE_CHECKING
 
 if __name__ == "__main__" and not __package__:
     # Run as a file: make the repository importable, then hand over to the CLI.
@@ -20,56 +24,123 @@ if __name__ == "__main__" and not __package__:
 
     sys.exit(main())
 
-from utils._binding import (
-    LOCAL_ADDRESSES,
-    AddressStatus,
-    PortInUse,
-    PortStatus,
-    check,
-    find,
-    reserve,
-)
-from utils._compat import (
-    cleanup_port,
-    cleanup_port_if_needed,
-    cleanup_project_ports,
-    find_free_port,
-    get_process_using_port,
-    is_port_in_use,
-    kill_process_on_port,
-    list_project_ports,
-    wait_for_port_free,
-)
-from utils._guard import EXIT_NO, EXIT_OK, EXIT_USAGE, error_line, guarded
-from utils._holders import Listener, is_project_process, listeners, project_ports
-from utils._project import PROJECT_ROOT, runs_project_code
-from utils._stopping import CleanupResult, Outcome, cleanup
+from utils._common import Listener, ProcessFacts, ReaderName, Role
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_WAIT_SECONDS,
+    MAX_GRACE_SECONDS,
+    MAX_SETTLE_SECONDS,
+    MAX_WAIT_SECONDS,
     PORT_RANGE,
     WORKERS_RANGE,
-    InvalidValue,
+    parse_http_path,
     parse_int,
     parse_port,
     parse_seconds,
     resolve_host,
     shown,
 )
-from utils._waiting import WaitResult, wait
+from utils.errors import InvalidValue
 
-DEFAULT_START_PORT = 8000
+if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should see them
+    from utils._binding import (
+        LOCAL_ADDRESSES,
+        AddressStatus,
+        PortInUse,
+        PortStatus,
+        check,
+        find,
+        reserve,
+    )
+    from utils._compat import (
+        cleanup_port,
+        cleanup_port_if_needed,
+        cleanup_project_ports,
+        find_free_port,
+        get_process_using_port,
+        is_port_in_use,
+        kill_process_on_port,
+        list_project_ports,
+        wait_for_port_free,
+    )
+    from utils._holders import (
+        descendants,
+        listeners,
+        process_facts,
+        process_tree,
+        project_ports,
+        socket_ports,
+    )
+    from utils._platform import reader_name
+    from utils._project_policy import PROJECT_ROOT, is_project_process, runs_project_code
+    from utils._stop_rules import CleanupResult, Outcome
+    from utils._stopping import cleanup, stop_processes
+    from utils._waiting import WaitResult, wait
+
+# name -> the module that defines it, imported on first use (PEP 562)
+_LAZY = {
+    **dict.fromkeys(
+        ("LOCAL_ADDRESSES", "AddressStatus", "PortInUse", "PortStatus", "check", "find", "reserve"),
+        "utils._binding",
+    ),
+    **dict.fromkeys(
+        (
+            "cleanup_port",
+            "cleanup_port_if_needed",
+            "cleanup_project_ports",
+            "find_free_port",
+            "get_process_using_port",
+            "is_port_in_use",
+            "kill_process_on_port",
+            "list_project_ports",
+            "wait_for_port_free",
+        ),
+        "utils._compat",
+    ),
+    **dict.fromkeys(
+        (
+            "descendants",
+            "listeners",
+            "process_facts",
+            "process_tree",
+            "project_ports",
+            "socket_ports",
+        ),
+        "utils._holders",
+    ),
+    "reader_name": "utils._platform",
+    **dict.fromkeys(
+        ("PROJECT_ROOT", "is_project_process", "runs_project_code"), "utils._project_policy"
+    ),
+    **dict.fromkeys(("CleanupResult", "Outcome"), "utils._stop_rules"),
+    **dict.fromkeys(("cleanup", "stop_processes"), "utils._stopping"),
+    **dict.fromkeys(("WaitResult", "wait"), "utils._waiting"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Load a lazy name's module on first use, then keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
     "DEFAULT_SETTLE_SECONDS",
-    "DEFAULT_START_PORT",
     "DEFAULT_WAIT_SECONDS",
-    "EXIT_NO",
-    "EXIT_OK",
-    "EXIT_USAGE",
     "LOCAL_ADDRESSES",
+    "MAX_GRACE_SECONDS",
+    "MAX_SETTLE_SECONDS",
+    "MAX_WAIT_SECONDS",
     "PORT_RANGE",
     "PROJECT_ROOT",
     "WORKERS_RANGE",
@@ -80,30 +151,38 @@ __all__ = [
     "Outcome",
     "PortInUse",
     "PortStatus",
+    "ProcessFacts",
+    "ReaderName",
+    "Role",
     "WaitResult",
     "check",
     "cleanup",
     "cleanup_port",
     "cleanup_port_if_needed",
     "cleanup_project_ports",
-    "error_line",
+    "descendants",
     "find",
     "find_free_port",
     "get_process_using_port",
-    "guarded",
     "is_port_in_use",
     "is_project_process",
     "kill_process_on_port",
     "list_project_ports",
     "listeners",
+    "parse_http_path",
     "parse_int",
     "parse_port",
     "parse_seconds",
+    "process_facts",
+    "process_tree",
     "project_ports",
+    "reader_name",
     "reserve",
     "resolve_host",
     "runs_project_code",
     "shown",
+    "socket_ports",
+    "stop_processes",
     "wait",
     "wait_for_port_free",
 ]

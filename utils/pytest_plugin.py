@@ -121,7 +121,8 @@ class PortRegistry:
 
     def free_port(self) -> int:
         """A port no test run was given, free on every local address now."""
-        from utils._binding import LOCAL_ADDRESSES, quick_free
+        from utils._binding import quick_free
+        from utils.port_manager import LOCAL_ADDRESSES
 
         span = self.high - self.low
         start = random.randrange(span)
@@ -171,7 +172,7 @@ def free_port(request: pytest.FixtureRequest) -> int:
 @pytest.fixture
 def reserved_socket(request: pytest.FixtureRequest) -> Iterator[socket.socket]:
     """A bound, listening, inheritable socket on 127.0.0.1, closed after the test."""
-    from utils._binding import reserve
+    from utils.port_manager import reserve
 
     ports = registry(request.config)
     while True:
@@ -190,9 +191,9 @@ def reserved_socket(request: pytest.FixtureRequest) -> Iterator[socket.socket]:
 
 
 def _listening_ids() -> dict[str, int]:
-    from utils._holders import listening_socket_ids
+    from utils.port_manager import socket_ports
 
-    return listening_socket_ids()
+    return socket_ports()
 
 
 def _descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
@@ -228,7 +229,7 @@ class LeakCheck:
     ) -> Generator[None, Any, Any]:
         if fixturedef.scope == "function":
             return (yield)
-        from utils._holders import descendants
+        from utils.port_manager import descendants
 
         sockets, pids = set(_listening_ids()), set(descendants(os.getpid()))
         try:
@@ -288,10 +289,10 @@ class LeakCheck:
 
     def _leaked(self, item: pytest.Item) -> list[Any]:
         """The holders of new sockets that this test started."""
-        from utils._holders import listeners, parents
+        from utils.port_manager import listeners, process_tree
 
         new = self._new_sockets()
-        tree = parents()
+        tree = process_tree()
         leaked = []
         for port in sorted(set(new.values())):
             for row in listeners(port, bound=False):
@@ -310,10 +311,9 @@ class LeakCheck:
     def _stop(self, leaked: list[Any]) -> str:
         """Stop what the test started around each leaked socket: from the top-most of its
         ancestors the test started (a restart loop, a shell) down, never anything else."""
-        from utils._holders import parents, process_facts
-        from utils._stopping import stop_processes
+        from utils.port_manager import process_facts, process_tree, stop_processes
 
-        tree = parents()
+        tree = process_tree()
         groups: dict[int, list[Any]] = {}
         for row in leaked:
             top = row.pid

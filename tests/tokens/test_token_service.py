@@ -29,7 +29,7 @@ from backend.services.integrations.store import TokenStore
 from backend.services.integrations.unified_token_service import MAX_REASON, UnifiedTokenService
 from tests.tokens.conftest import ServiceFactory, new_key, raw_rows
 from tests.tokens.test_scrub import assert_no_form
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 ACCESS = "ya29.access-PLAINTEXT-0001"
 REFRESH = "1//refresh-PLAINTEXT-0002"

@@ -20,7 +20,7 @@ from backend.services.integrations.unified_token_service import UnifiedTokenServ
 from backend.settings import load_settings
 from tests.conftest import fresh_port
 from tests.tokens.conftest import PostgresServer, new_key
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 TOKEN = TokenSet.expiring_in("plain-access", 3600, "plain-refresh")
 

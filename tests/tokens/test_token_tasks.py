@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from backend.services.integrations import operator
+from backend.services.integrations import token_commands
 from backend.services.integrations.errors import RefreshError, RefreshFailed
 from backend.services.integrations.keys import KeyRing
 from backend.services.integrations.records import TokenSet
@@ -52,7 +52,7 @@ def test_list_shows_state_and_expiry_never_secrets(
     operator_env: tuple[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed(*operator_env)
-    assert operator.run_list(as_json=True) == 0
+    assert token_commands.run_list(as_json=True) == 0
     out, err = capsys.readouterr()
     rows = json.loads(out)
     assert err == ""
@@ -74,7 +74,7 @@ def test_list_shows_state_and_expiry_never_secrets(
     assert rows[0]["expires_at"].endswith("Z") and rows[0]["refreshable"] is True
     assert rows[0]["scopes"] == ["repo"] and rows[2]["expires_at"] is None
 
-    assert operator.run_list(user="bob") == 0
+    assert token_commands.run_list(user="bob") == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == [
         "USER",
@@ -89,9 +89,9 @@ def test_list_shows_state_and_expiry_never_secrets(
     assert table[1].split()[:4] == ["bob", "google", "connected", "never"]
     assert len(table) == 2
 
-    assert operator.run_list(user="nobody") == 0
+    assert token_commands.run_list(user="nobody") == 0
     assert capsys.readouterr().out == "No stored tokens for user 'nobody'.\n"
-    assert operator.run_list(user="nobody", as_json=True) == 0
+    assert token_commands.run_list(user="nobody", as_json=True) == 0
     assert capsys.readouterr().out == "[]\n"
     for secret in (SECRET, "refresh-secret", "xoxb-secret", "ya29-secret"):
         assert secret not in out + "\n".join(table)
@@ -99,11 +99,11 @@ def test_list_shows_state_and_expiry_never_secrets(
 
 def test_revoke(operator_env: tuple[str, bytes], capsys: pytest.CaptureFixture[str]) -> None:
     seed(*operator_env)
-    assert operator.run_revoke(user="alice", provider="slack") == 0
+    assert token_commands.run_revoke(user="alice", provider="slack") == 0
     assert capsys.readouterr().out == "Revoked the 'slack' token of user 'alice'.\n"
-    assert operator.run_revoke(user="alice", provider="slack") == 1
+    assert token_commands.run_revoke(user="alice", provider="slack") == 1
     assert capsys.readouterr().err == ("error: not connected: user 'alice' has no 'slack' token\n")
-    operator.run_list(as_json=True)
+    token_commands.run_list(as_json=True)
     assert [r["provider"] for r in json.loads(capsys.readouterr().out)] == ["github", "google"]
 
 
@@ -125,7 +125,7 @@ def test_bad_flags_exit_2_with_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     clean_token_env.setenv("DATA_DIR", str(tmp_path))
-    assert operator.run_revoke(user=user, provider=provider) == 2
+    assert token_commands.run_revoke(user=user, provider=provider) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # refused before anything was created
@@ -144,7 +144,7 @@ def test_bad_settings_exit_2_with_one_line(
     ):
         with clean_token_env.context() as env:
             env.setenv(name, value)
-            assert operator.run_list() == 2
+            assert token_commands.run_list() == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: environment variable {expected}") and err.count("\n") == 1
         assert "hunter2" not in err
@@ -159,7 +159,7 @@ def test_rotate_key_with_two_keys(
     seed(url, old)
     new = new_key()
     clean_token_env.setenv("TOKEN_ENCRYPTION_KEYS", f"{new.decode()},{old.decode()}")
-    assert operator.run_rotate_key() == 0
+    assert token_commands.run_rotate_key() == 0
     out = capsys.readouterr().out
     ring = KeyRing([new, old])
     assert out.startswith(f"Re-encrypted 3 tokens with key {ring.newest} (the newest of 2 keys)")
@@ -177,7 +177,7 @@ def test_rotate_key_with_a_wrong_key_names_the_rows_and_exits_1(
     seed(url, key)
     before = raw_rows(url, "SELECT user_id, provider, secret FROM integration_tokens")
     clean_token_env.setenv("TOKEN_ENCRYPTION_KEYS", new_key().decode())
-    assert operator.run_rotate_key() == 1
+    assert token_commands.run_rotate_key() == 1
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("error: cannot decrypt 3 tokens with the configured")
@@ -188,7 +188,7 @@ def test_rotate_key_with_a_wrong_key_names_the_rows_and_exits_1(
 
 
 def test_new_key_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
-    assert operator.run_new_key() == 0
+    assert token_commands.run_new_key() == 0
     key = capsys.readouterr().out.strip()
     assert KeyRing([key.encode()]).decrypt(KeyRing([key.encode()]).encrypt(b"x")) == b"x"
 

@@ -16,7 +16,7 @@ from backend.services.integrations.keys import KeyRing, configured_keys, develop
 from backend.services.integrations.store import TokenStore
 from backend.services.integrations.unified_token_service import UnifiedTokenService
 from backend.settings import Settings, load_settings
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 APP_DIR_NAME = "portkeeper"
 DB_FILE_NAME = "tokens.db"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backend.services.integrations.errors import TokenStoreError
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 logger = logging.getLogger(__name__)
 KEY_FILE_NAME = "token-encryption.key"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Literal
 
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 ConnectionState = Literal["connected", "expired"]
 MAX_USER_ID = 255

@@ -32,7 +32,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from backend.services.integrations import schema
 from backend.services.integrations.errors import TokenError, TokenStoreError
 from backend.services.integrations.keys import ensure_private_dir
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 logger = logging.getLogger(__name__)
 StoreKind = Literal["sqlite", "postgresql"]

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from backend.services.integrations.errors import TokenError
 from backend.services.integrations.records import ConnectionInfo, check_provider, check_user_id, iso
 from utils import render
-from utils.port_manager import EXIT_OK, InvalidValue, guarded
+from utils.errors import EXIT_OK, InvalidValue, guarded
 
 
 def _guarded(action: Callable[[], int]) -> int:

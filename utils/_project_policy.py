@@ -14,6 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from utils._common import ProcessFacts
 
 
 def project_root(checkout: str, cwd: str | None, home: str) -> str:
@@ -215,3 +219,9 @@ def runs_project_code(cmdline: Sequence[str], cwd: str | None, root: str = PROJE
         if inside(real, root) and not _in_virtualenv(real, root):
             return True
     return False
+
+
+def is_project_process(facts: ProcessFacts) -> bool:
+    """The project rule applied to one process (its supervisor's counts too: see
+    ``_holders.listeners``)."""
+    return runs_project_code(facts.cmdline, facts.cwd, PROJECT_ROOT)

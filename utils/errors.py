@@ -1,7 +1,10 @@
-"""The exit-status contract shared by every front end (CLI, Invoke tasks, ``python -m backend``).
+"""The error contract every front end shares (the CLI, the Invoke tasks, ``python -m
+backend``, the backend's settings and token store).
 
-0 success, 1 the answer is "no" (busy, refused, timed out, a foreseeable fault), 2 bad
-input; a foreseeable failure is one ``error: ...`` line on stderr, never a traceback.
+Exit statuses: 0 success, 1 the answer is "no" (busy, refused, timed out, a foreseeable
+fault), 2 bad input, 130 interrupted. A foreseeable failure is one ``error: ...`` line
+on stderr, never a traceback. This module imports nothing heavy, so the backend can raise
+``InvalidValue`` without pulling in the port tools.
 """
 
 from __future__ import annotations
@@ -9,14 +12,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from utils._values import InvalidValue
-from utils.render import printable
-
 EXIT_OK, EXIT_NO, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class InvalidValue(ValueError):
+    """A malformed user value; ``str()`` is one line naming the value and what is allowed."""
 
 
 def error_line(message: str) -> None:
     """One line on stderr, whatever the message holds (it may quote outside text)."""
+    from utils.render import printable
+
     sys.stderr.write(f"error: {printable(message)}\n")
 
 

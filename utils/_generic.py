@@ -1,4 +1,4 @@
-"""Generic reader over psutil, for every system without Linux's procfs tables.
+"""The generic reader, over psutil: every system without Linux's procfs tables.
 
 psutil's system-wide ``net_connections()`` names one pid per socket and needs root on
 macOS, so holders are collected per process (which works for the user's own
@@ -13,7 +13,7 @@ from typing import Any
 
 import psutil
 
-from utils._facts import ProcessFacts, SocketHolding
+from utils._common import ProcessFacts, SocketHolding
 
 _FAMILIES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 
@@ -42,7 +42,12 @@ def _listening_of(connections: list[Any], bound: bool) -> list[tuple[str, str, i
     return rows
 
 
-def listening(port: int | None = None, bound: bool = False) -> list[SocketHolding]:
+def socket_ports() -> dict[str, int]:
+    """socket id -> port of every listening TCP socket the system shows."""
+    return {row.socket_id: row.port for row in socket_holdings(None)}
+
+
+def socket_holdings(port: int | None = None, bound: bool = False) -> list[SocketHolding]:
     """Every listening TCP socket (of ``port``, if given) with every process holding it;
     with ``bound``, also the bound-only sockets the system reports."""
     rows: list[SocketHolding] = []

@@ -1,0 +1,62 @@
+"""The one place the platform reader is chosen, once per process (psutil's pattern).
+
+``_linux`` (netlink sock_diag, or the /proc/net text tables, and one pass over
+``/proc/*/fd``) where procfs exists, ``_generic`` (psutil) everywhere else. Both have
+the interface ``_common.Reader``. The environment variable ``PORT_MANAGER_READER``
+(``netlink``, ``procfs`` or ``psutil``) forces one: that is how the test suite runs every
+path on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import cast
+
+from utils._common import Reader, ReaderName
+from utils.errors import InvalidValue
+
+READER_VARIABLE = "PORT_MANAGER_READER"
+READERS: tuple[ReaderName, ...] = ("netlink", "procfs", "psutil")
+# The choice, and the variable's value it was made for: the suite changes the variable
+# within one process to hold the readers equal, so a new value means a new choice.
+_CHOSEN: dict[str, tuple[ReaderName, Reader]] = {}
+
+
+def _choose(setting: str) -> tuple[ReaderName, Reader]:
+    choice = setting.strip().lower()
+    if choice and choice not in READERS:
+        raise InvalidValue(
+            f"{READER_VARIABLE} {choice!r} is not valid: expected one of "
+            f"{', '.join(READERS)}, or unset"
+        )
+    if choice != "psutil" and sys.platform.startswith("linux"):
+        from utils import _linux
+
+        if _linux.available():
+            name = cast(ReaderName, choice or "netlink")
+            _linux.select(name)
+            return name, _linux
+    if choice in ("netlink", "procfs"):
+        raise InvalidValue(f"{READER_VARIABLE} {choice!r} is not available on this system")
+    from utils import _generic
+
+    return "psutil", _generic
+
+
+def reader() -> Reader:
+    """The platform reader in force (imported when first asked for: psutil costs time)."""
+    return _chosen()[1]
+
+
+def _chosen() -> tuple[ReaderName, Reader]:
+    setting = os.environ.get(READER_VARIABLE, "")
+    if setting not in _CHOSEN:
+        _CHOSEN.clear()
+        _CHOSEN[setting] = _choose(setting)
+    return _CHOSEN[setting]
+
+
+def reader_name() -> ReaderName:
+    """The name of the reader in force."""
+    return _chosen()[0]

@@ -1,0 +1,134 @@
+"""How the commands' answers read: tables and notes for people, JSON for programs.
+
+Every piece of outside text (command lines, user names) reaches a table through
+``Listener.command`` or ``Outcome.command``, which escape it; JSON carries it exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from utils import render
+
+if TYPE_CHECKING:
+    from utils.port_manager import CleanupResult, Listener, Outcome, PortStatus
+
+
+def pid_text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def listener_table(rows: Sequence[Listener], colour: bool) -> str:
+    cells: list[list[render.Cell]] = []
+    for row in rows:
+        state = row.state + (", suspended" if row.suspended else "")
+        cells.append(
+            [
+                str(row.port),
+                row.address,
+                row.family,
+                render.Styled(state, "yellow") if row.suspended else state,
+                pid_text(row.pid),
+                pid_text(row.ppid),
+                row.user or "-",
+                render.Styled("yes", "green") if row.project else "no",
+                row.command,
+            ]
+        )
+    headers = ["PORT", "ADDRESS", "FAMILY", "STATE", "PID", "PPID", "USER", "PROJECT", "COMMAND"]
+    return render.table(headers, cells, colour)
+
+
+def unnamed_holders_note(holders: Sequence[Listener]) -> str | None:
+    """What can be said of holders the operating system does not name, or None."""
+    import os
+
+    if not holders:
+        return (
+            "The port is bound but not listening, and the operating system does not say by "
+            "which process (a socket that never called listen(), or connections still open)."
+        )
+    if all(row.pid is not None for row in holders):
+        return None
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return "Some holders are not named: they belong to another user (try as root)."
+    return (
+        "Some holders are not named by the operating system: a process this one may not "
+        "inspect (another PID namespace or container, or missing privileges), or the kernel."
+    )
+
+
+def listeners_json(rows: Sequence[Listener]) -> str:
+    """The JSON array of listener rows, each process's part encoded once.
+
+    A process with thousands of sockets would otherwise have its command line encoded
+    thousands of times: this is three times faster than ``json.dumps`` of the rows.
+    Addresses and families are plain ASCII, so only the process part needs the encoder.
+    """
+    import json
+
+    encoded: dict[tuple[int | None, bool, bool, str], str] = {}
+    parts = []
+    for row in rows:
+        key = (row.pid, row.project, row.listening, row.role)
+        process = encoded.get(key)
+        if process is None:
+            whole = row.as_dict()
+            del whole["port"], whole["address"], whole["family"]
+            process = encoded[key] = json.dumps(whole)[1:]
+        parts.append(
+            f'{{"port": {row.port}, "address": "{row.address}", "family": "{row.family}", {process}'
+        )
+    return "[" + ", ".join(parts) + "]"
+
+
+def print_status(status: PortStatus, colour: bool) -> None:
+    checked = [s.address for s in status.addresses if s.available]
+    if status.free:
+        verdict = render.paint("free", "green", colour)
+        print(f"Port {status.port} is {verdict} on {', '.join(checked)}.")
+        return
+    busy = [f"{s.address} ({s.reason})" for s in status.addresses if s.available and not s.free]
+    verdict = render.paint("not free", "red", colour)
+    print(f"Port {status.port} is {verdict} on {', '.join(busy)}.")
+    if status.holders:
+        print(listener_table(status.holders, colour))
+    note = unnamed_holders_note(status.holders)
+    if note and any(s.reason == "in use" for s in status.addresses):
+        print(note)
+
+
+def print_cleanup(result: CleanupResult, colour: bool) -> None:
+    outcomes = [*result.stopped, *result.refused]
+    if outcomes:
+        cells = [[pid_text(o.pid), outcome_text(o), o.command] for o in outcomes]
+        print(render.table(["PID", "RESULT", "COMMAND"], cells, colour))
+    number = result.port
+    if result.dry_run:
+        print(f"Dry run: nothing was stopped; port {number} is still as it was.")
+    elif result.freed:
+        freed = render.paint("free", "green", colour)
+        print(f"Port {number} is {freed} and stayed free ({result.seconds:.2f} s).")
+    else:
+        held = render.paint("still held", "red", colour)
+        print(f"Port {number} is {held} after {result.seconds:.2f} s.")
+        if result.still_held:
+            print(listener_table(result.still_held, colour))
+        note = unnamed_holders_note(result.still_held)
+        if note and not result.refused:
+            print(note)
+
+
+def outcome_text(outcome: Outcome) -> str:
+    """'terminated', 'refused: <reason>', with notes on the restarter and suspended ones."""
+    text = f"refused: {outcome.reason}" if outcome.how == "refused" else outcome.how
+    notes = [
+        note
+        for note, on in (
+            ("restarter", outcome.role == "restarter"),
+            ("was suspended", outcome.suspended),
+        )
+        if on
+    ]
+    return text + (f" ({', '.join(notes)})" if notes else "")
