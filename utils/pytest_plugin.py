@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Generator, Iterator
@@ -35,130 +33,33 @@ from typing import Any
 
 import pytest
 
+from utils._test_runs import (
+    RUN_VARIABLE,
+    PortRegistry,
+    ancestors,
+    free_port_for_this_run,
+    run_registry,
+    started_during,
+    started_in_this_run,
+)
+
+__all__ = [
+    "PortRegistry",
+    "free_port",
+    "free_port_for_this_run",
+    "reserved_socket",
+]
+
 MARKER = "allow_listeners"
 OPTION = "--no-listener-check"
 _STOPPED_PROPERTY = "portkeeper_stopped"
-_CLAIMS_PER_CALL = 2000  # candidates tried before giving up on finding a port
 SETTLE_SECONDS = 1.0  # how long a new listener may take to go away after the teardown
-
-
-# --------------------------------------------------------------------------- ports
-
-
-def _ephemeral_floor() -> int:
-    """The first port the kernel hands out for port 0: fixtures stay below it, so a
-    test that binds port 0 cannot take the port another test was given."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
-            return int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 49152  # IANA's dynamic range: macOS and Windows
-
-
-class PortRegistry:
-    """Ports claimed by the test runs of this user on this machine.
-
-    One directory per user holds a file per claimed port, naming the run that holds it
-    and that run's first process. Creating the file (``O_EXCL``) is the claim, so two
-    workers of a run, or two runs at once, never get the same port. A claim is released
-    when its run ends; the claim of a run whose first process is gone (killed by a CI
-    timeout) is stale and is taken over.
-    """
-
-    def __init__(self, directory: str, run: str) -> None:
-        self.directory = directory
-        self.run = run
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        floor = _ephemeral_floor()
-        self.low = 10000 if floor > 12000 else 1024
-        self.high = max(self.low + 1, floor - 1)
-
-    def claim(self, port: int) -> bool:
-        """Whether this run may have ``port``: nobody else (alive) holds its claim."""
-        path = os.path.join(self.directory, str(port))
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            if not self._stale(path):
-                return False
-            fresh = f"{path}.{os.getpid()}"
-            with open(fresh, "w", encoding="ascii") as claim:
-                claim.write(self.run)
-            os.replace(fresh, path)  # atomic: the last of two takers wins the file...
-            with open(path, encoding="ascii") as claim:
-                return claim.read() == self.run  # ...and only it takes the port
-        with os.fdopen(descriptor, "w", encoding="ascii") as claim:
-            claim.write(self.run)
-        return True
-
-    def _stale(self, path: str) -> bool:
-        try:
-            with open(path, encoding="ascii") as claim:
-                owner = claim.read()
-        except OSError:
-            return False
-        pid = owner.rpartition(":")[2]
-        if owner == self.run or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
-
-    def release_all(self) -> None:
-        """Give back every port this run claimed (at the end of the run)."""
-        with contextlib.suppress(OSError):
-            for name in os.listdir(self.directory):
-                path = os.path.join(self.directory, name)
-                with contextlib.suppress(OSError):
-                    with open(path, encoding="ascii") as claim:
-                        mine = claim.read() == self.run
-                    if mine:
-                        os.remove(path)
-
-    def free_port(self) -> int:
-        """A port no test run was given, free on every local address now."""
-        from utils._binding import quick_free
-        from utils.port_manager import LOCAL_ADDRESSES
-
-        span = self.high - self.low
-        start = random.randrange(span)
-        for offset in range(min(span, _CLAIMS_PER_CALL)):
-            port = self.low + (start + offset) % span
-            if self.claim(port) and quick_free(port, LOCAL_ADDRESSES):
-                return port
-        raise RuntimeError(f"no free port found in {self.low}-{self.high}")
-
-
-# The run's id ("uuid:pid" of its first process), set by the first pytest process of a
-# run (the xdist controller, or the only process): xdist workers, and pytest runs
-# started by the tests, inherit it.
-RUN_VARIABLE = "PORTKEEPER_TEST_RUN"
-
-
-def _registry_directory() -> str:
-    user = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    return os.path.join(tempfile.gettempdir(), f"portkeeper-ports-{user}")
-
-
-def _registry() -> PortRegistry:
-    if RUN_VARIABLE not in os.environ:
-        raise RuntimeError(f"{__name__} is not loaded (pytest -p {__name__})")
-    return PortRegistry(_registry_directory(), os.environ[RUN_VARIABLE])
-
-
-def free_port_for_this_run() -> int:
-    """``free_port`` without a fixture: for helpers that need several ports per test."""
-    return _registry().free_port()
 
 
 def registry(config: pytest.Config) -> PortRegistry:
     found: PortRegistry | None = getattr(config, "_portkeeper_registry", None)
     if found is None:
-        found = _registry()
+        found = run_registry()
         config._portkeeper_registry = found  # type: ignore[attr-defined]
     return found
 
@@ -194,16 +95,6 @@ def _listening_ids() -> dict[str, int]:
     from utils.port_manager import socket_ports
 
     return socket_ports()
-
-
-def _descends_from(pid: int, ancestor: int, parents: dict[int, int]) -> bool:
-    seen = set()
-    while pid in parents and pid not in seen:
-        seen.add(pid)
-        pid = parents[pid]
-        if pid == ancestor:
-            return True
-    return False
 
 
 class LeakCheck:
@@ -303,10 +194,10 @@ class LeakCheck:
     def _ours(self, pid: int, item: pytest.Item, tree: dict[int, int]) -> bool:
         """Started by this test: below this process or marked by its environment, and not
         by a wider fixture."""
-        chain = _ancestors(pid, tree)
+        chain = ancestors(pid, tree)
         if self.wider_pids & {pid, *chain}:
             return False
-        return os.getpid() in chain or _started_during(pid, item.nodeid)
+        return os.getpid() in chain or started_during(pid, item.nodeid)
 
     def _stop(self, leaked: list[Any]) -> str:
         """Stop what the test started around each leaked socket: from the top-most of its
@@ -317,8 +208,8 @@ class LeakCheck:
         groups: dict[int, list[Any]] = {}
         for row in leaked:
             top = row.pid
-            for ancestor in _ancestors(row.pid, tree):
-                if ancestor == os.getpid() or not _started_during_or_below(ancestor, tree):
+            for ancestor in ancestors(row.pid, tree):
+                if ancestor == os.getpid() or not started_in_this_run(ancestor, tree):
                     break
                 top = ancestor
             facts = process_facts(top)
@@ -345,44 +236,6 @@ class LeakCheck:
             terminalreporter.section("portkeeper: leaked listeners stopped")
             for line in self.stopped:
                 terminalreporter.line(line)
-
-
-def _ancestors(pid: int, tree: dict[int, int]) -> list[int]:
-    chain: list[int] = []
-    while pid in tree and tree[pid] not in chain and tree[pid] > 0:
-        pid = tree[pid]
-        chain.append(pid)
-    return chain
-
-
-def _environment(pid: int) -> dict[str, str]:
-    try:
-        import psutil
-
-        return dict(psutil.Process(pid).environ())
-    except Exception:  # gone, or not ours to read: not provably the test's
-        return {}
-
-
-def _started_during(pid: int, nodeid: str) -> bool:
-    """Whether ``pid`` was started during the test ``nodeid`` of this run and worker."""
-    env = _environment(pid)
-    current = env.get("PYTEST_CURRENT_TEST", "")
-    return (
-        env.get(RUN_VARIABLE) == os.environ.get(RUN_VARIABLE)
-        and env.get("PYTEST_XDIST_WORKER") == os.environ.get("PYTEST_XDIST_WORKER")
-        and current.rsplit(" (", 1)[0] == nodeid
-    )
-
-
-def _started_during_or_below(pid: int, tree: dict[int, int]) -> bool:
-    """A process of this pytest process's tree, or started in this run and worker."""
-    if os.getpid() in _ancestors(pid, tree):
-        return True
-    env = _environment(pid)
-    return env.get(RUN_VARIABLE) == os.environ.get(RUN_VARIABLE) and env.get(
-        "PYTEST_XDIST_WORKER"
-    ) == os.environ.get("PYTEST_XDIST_WORKER")
 
 
 # --------------------------------------------------------------------------- hooks
@@ -414,5 +267,5 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     back the run's ports."""
     if getattr(config, "_portkeeper_owner", False):
         with contextlib.suppress(OSError, RuntimeError):
-            _registry().release_all()
+            run_registry().release_all()
         os.environ.pop(RUN_VARIABLE, None)

@@ -10,9 +10,9 @@ from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
 
+from backend.services.integrations.provider_calls import MAX_REASON
 from backend.services.integrations.records import HIDDEN
 from backend.services.integrations.scrub import safe_line, scrub
-from backend.services.integrations.unified_token_service import MAX_REASON
 
 TOKEN = "ya29.a0Af/H6+SMBx=Qz9~kLm"  # '/', '+' and '=' change under every encoding
 WEIRD = 'p/q+r=s"t\\u é v'  # JSON specials, a backslash, a non-ASCII letter and a space

@@ -23,10 +23,11 @@ from backend.services.integrations.errors import (
     TokenStoreError,
 )
 from backend.services.integrations.keys import KeyRing
+from backend.services.integrations.provider_calls import MAX_REASON
 from backend.services.integrations.records import HIDDEN, TokenSet
 from backend.services.integrations.schema import SCHEMA_VERSION
 from backend.services.integrations.store import TokenStore
-from backend.services.integrations.unified_token_service import MAX_REASON, UnifiedTokenService
+from backend.services.integrations.unified_token_service import UnifiedTokenService
 from tests.tokens.conftest import ServiceFactory, new_key, raw_rows
 from tests.tokens.test_scrub import assert_no_form
 from utils.errors import InvalidValue

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -44,10 +43,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from backend.services.integrations.errors import (
     DecryptionFailed,
     NotConnected,
-    RefreshError,
     RefreshFailed,
 )
 from backend.services.integrations.keys import KeyRing
+from backend.services.integrations.provider_calls import Refresh, call_refresh, stored_reason
 from backend.services.integrations.records import (
     ConnectionInfo,
     TokenSet,
@@ -57,12 +56,9 @@ from backend.services.integrations.records import (
     utc_now,
 )
 from backend.services.integrations.schema import tokens_table
-from backend.services.integrations.scrub import safe_line
 from backend.services.integrations.store import TokenStore
 
-Refresh = Callable[[TokenSet], TokenSet]
 DEFAULT_SKEW = 60.0
-MAX_REASON = 300
 
 
 class UnifiedTokenService:
@@ -121,9 +117,9 @@ class UnifiedTokenService:
                 return current  # another caller refreshed it while we waited for the lock
             if row.refresh_failed_at not in (None, seen.refresh_failed_at):
                 # It failed while we waited. Scrubbed again: the row may predate scrubbing.
-                failure = _reason(row.refresh_error or "unknown error", current)
+                failure = stored_reason(row.refresh_error or "unknown error", current)
             else:
-                fresh, failure = _call_refresh(refresh, current)
+                fresh, failure = call_refresh(refresh, current)
                 if fresh is not None:
                     if fresh.refresh_token is None and current.refresh_token is not None:
                         fresh = replace(fresh, refresh_token=current.refresh_token)
@@ -273,36 +269,3 @@ class UnifiedTokenService:
                 )
             )
         return found
-
-
-def _call_refresh(refresh: Refresh, current: TokenSet) -> tuple[TokenSet | None, str]:
-    """Run the caller's refresh; (new tokens, "") or (None, the reason, secrets removed).
-
-    The reason is provider or library text that may quote the tokens in any encoding; it
-    is scrubbed here, before it is stored, raised or shown.
-    """
-    try:
-        fresh: object = refresh(current)
-    except RefreshError as error:
-        reason = _text(error) or "the provider refused"
-    except Exception as error:
-        text = _text(error)
-        reason = f"{type(error).__name__}: {text}" if text else type(error).__name__
-    else:
-        if isinstance(fresh, TokenSet):
-            return fresh, ""
-        reason = f"the refresh function returned {type(fresh).__name__}, not a TokenSet"
-    return None, _reason(reason, current)
-
-
-def _text(error: BaseException) -> str:
-    """``str(error)``, or "" if even that fails: a broken ``__str__`` must not escape."""
-    try:
-        return str(error)
-    except Exception:
-        return ""
-
-
-def _reason(text: str, current: TokenSet) -> str:
-    """Outside text as a stored reason: both tokens scrubbed, one line, ``MAX_REASON`` long."""
-    return safe_line(text, (current.access_token, current.refresh_token), MAX_REASON)
