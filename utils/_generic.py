@@ -115,18 +115,10 @@ def process_facts(pid: int) -> ProcessFacts | None:
         return None
     except psutil.AccessDenied:
         return None
+    zombie = status == psutil.STATUS_ZOMBIE
+    stopped = status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
     return ProcessFacts(
-        pid=pid,
-        ppid=ppid or None,
-        name=name,
-        cmdline=cmdline,
-        uid=uid,
-        user=user,
-        cwd=cwd,
-        start_time=start_time,
-        zombie=status == psutil.STATUS_ZOMBIE,
-        stopped=status in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP),
-        pgid=_pgid(pid),
+        pid, ppid or None, name, cmdline, uid, user, cwd, start_time, zombie, stopped, _pgid(pid)
     )
 
 

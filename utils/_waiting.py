@@ -34,14 +34,8 @@ class WaitResult(NamedTuple):
     detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "port": self.port,
-            "host": self.host,
-            "condition": self.condition,
-            "reached": self.reached,
-            "seconds": round(self.seconds, 3),
-            "detail": self.detail,
-        }
+        """The wait result of the JSON contract: the fields, seconds to the millisecond."""
+        return {**self._asdict(), "seconds": round(self.seconds, 3)}
 
 
 class _NoAnswer(Exception):

@@ -11,20 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from utils import _reports, port_manager, render
 from utils.errors import EXIT_NO, EXIT_OK, InvalidValue, guarded
-from utils.port_manager import (
-    DEFAULT_GRACE_SECONDS,
-    DEFAULT_SETTLE_SECONDS,
-    DEFAULT_WAIT_SECONDS,
-    MAX_GRACE_SECONDS,
-    MAX_SETTLE_SECONDS,
-    MAX_WAIT_SECONDS,
-    parse_http_path,
-    parse_port,
-    parse_seconds,
-)
 
 
 def _guarded(action: Callable[[], int]) -> int:
@@ -53,12 +43,21 @@ def run_list(*, all_listeners: bool = False, as_json: bool = False) -> int:
 
 def _ports(values: Sequence[object]) -> list[int]:
     """Every port validated before anything is done: one bad value, nothing happens."""
-    return [parse_port(value) for value in values]
+    return [port_manager.parse_port(value) for value in values]
 
 
-def _one_or_many(documents: list[object], single: bool) -> object:
-    """One port asked for: its JSON object (as ever); several, or all: an array."""
-    return documents[0] if single else documents
+def _answer(
+    results: Sequence[Any], single: bool, as_json: bool, show: Callable[[Any, bool], None]
+) -> None:
+    """Print the results: JSON (one port asked for: its object; several, or all: an
+    array), or each for people through ``show``."""
+    if as_json:
+        documents = [result.as_dict() for result in results]
+        render.emit_json(documents[0] if single else documents)
+    else:
+        colour = render.colour_enabled(sys.stdout)
+        for result in results:
+            show(result, colour)
 
 
 def run_check(ports: Sequence[object], *, host: str | None = None, as_json: bool = False) -> int:
@@ -66,15 +65,8 @@ def run_check(ports: Sequence[object], *, host: str | None = None, as_json: bool
 
     def action() -> int:
         statuses = [port_manager.check(number, host) for number in _ports(ports)]
-        free = all(status.free for status in statuses)
-        if as_json:
-            documents: list[object] = [status.as_dict() for status in statuses]
-            render.emit_json(_one_or_many(documents, len(ports) == 1))
-        else:
-            colour = render.colour_enabled(sys.stdout)
-            for status in statuses:
-                _reports.print_status(status, colour)
-        return EXIT_OK if free else EXIT_NO
+        _answer(statuses, len(ports) == 1, as_json, _reports.print_status)
+        return EXIT_OK if all(status.free for status in statuses) else EXIT_NO
 
     return _guarded(action)
 
@@ -83,7 +75,7 @@ def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = F
     """Print the first free port at or above ``start`` (just the number, for scripts)."""
 
     def action() -> int:
-        first = parse_port(start, "start port")
+        first = port_manager.parse_port(start, "start port")
         port = port_manager.find(first, host)
         if as_json:
             render.emit_json({"port": port, "start": first, "host": host})
@@ -97,19 +89,21 @@ def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = F
 def run_cleanup(
     ports: Sequence[object] = (),
     *,
-    force: bool = False,
-    grace: object = DEFAULT_GRACE_SECONDS,
-    settle: object = DEFAULT_SETTLE_SECONDS,
     dry_run: bool = False,
     as_json: bool = False,
+    force: bool = False,
+    grace: object = port_manager.DEFAULT_GRACE_SECONDS,
+    settle: object = port_manager.DEFAULT_SETTLE_SECONDS,
 ) -> int:
     """Free each port (none given: every port of this project's servers); exit 0 when
     every one is free at the end (or, dry, nothing would be refused), else 1."""
 
     def action() -> int:
         numbers = _ports(ports)
-        grace_seconds = parse_seconds(grace, "--grace", MAX_GRACE_SECONDS)
-        settle_seconds = parse_seconds(settle, "--settle", MAX_SETTLE_SECONDS)
+        grace_seconds = port_manager.parse_seconds(grace, "--grace", port_manager.MAX_GRACE_SECONDS)
+        settle_seconds = port_manager.parse_seconds(
+            settle, "--settle", port_manager.MAX_SETTLE_SECONDS
+        )
         if not ports:
             numbers = port_manager.project_ports()
         progress = render.Progress.for_stream(sys.stderr, enabled=not as_json)
@@ -129,15 +123,10 @@ def run_cleanup(
         finally:
             progress.clear()  # Ctrl-C too: "interrupted" starts a line of its own
         success = all((not r.refused) if dry_run else r.freed for r in results)
-        if as_json:
-            documents: list[object] = [result.as_dict() for result in results]
-            render.emit_json(_one_or_many(documents, len(ports) == 1))
-        elif not results:
-            print("No servers of this project are listening: nothing to clean up.")
+        if results or as_json:
+            _answer(results, len(ports) == 1, as_json, _reports.print_cleanup)
         else:
-            colour = render.colour_enabled(sys.stdout)
-            for result in results:
-                _reports.print_cleanup(result, colour)
+            print("No servers of this project are listening: nothing to clean up.")
         return EXIT_OK if success else EXIT_NO
 
     return _guarded(action)
@@ -147,7 +136,7 @@ def run_wait(
     port: object,
     *,
     host: str | None = None,
-    timeout: object = DEFAULT_WAIT_SECONDS,
+    timeout: object = port_manager.DEFAULT_WAIT_SECONDS,
     free: bool = False,
     http: str | None = None,
     as_json: bool = False,
@@ -155,10 +144,10 @@ def run_wait(
     """Exit 0 once the port accepts connections (answers 2xx at ``http``, is free), 1 on timeout."""
 
     def action() -> int:
-        number = parse_port(port)
-        seconds = parse_seconds(timeout, "--timeout", MAX_WAIT_SECONDS)
+        number = port_manager.parse_port(port)
+        seconds = port_manager.parse_seconds(timeout, "--timeout", port_manager.MAX_WAIT_SECONDS)
         if http is not None:
-            parse_http_path(http)
+            port_manager.parse_http_path(http)
         if http is not None and free:
             raise InvalidValue("--http and --free are not valid together: choose one condition")
         progress = render.Progress.for_stream(sys.stderr, enabled=not as_json)
