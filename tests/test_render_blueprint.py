@@ -322,7 +322,7 @@ def app_routes() -> dict[str, set[str]]:
     routes: dict[str, set[str]] = {}
     for route in create_app().routes:
         if isinstance(route, APIRoute):
-            routes.setdefault(route.path, set()).update(route.methods)
+            routes.setdefault(route.path, set()).update(route.methods or ())
     return routes
 
 
