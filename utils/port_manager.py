@@ -12,7 +12,6 @@ installed, ``portkeeper``) it is the command line of ``utils/port_cli.py``.
 from __future__ import annotations
 
 import sys
-from importlib import import_module
 from typing import TYPE_CHECKING
 
 if __name__ == "__main__" and not __package__:
@@ -124,7 +123,8 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    __import__(module)  # not importlib.import_module: importing importlib costs start-up time
+    value = getattr(sys.modules[module], name)
     globals()[name] = value
     return value
 
