@@ -1,0 +1,84 @@
+"""The public surface: ``utils.port_manager`` is the API (cheap to import, every name
+real), ``utils.errors`` the error contract, and imports flow one way."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+
+from tests.conftest import PYTHON, ROOT
+from utils import port_manager
+
+WORK_MODULES = (
+    "utils._binding",
+    "utils._holders",
+    "utils._stopping",
+    "utils._signals",
+    "utils._waiting",
+    "utils._compat",
+    "utils._linux",
+    "utils._generic",
+)
+# What the backend may use of utils/: the API, the error contract, escaping and tables.
+BACKEND_MAY_IMPORT = {"utils", "utils.port_manager", "utils.errors", "utils.render"}
+
+
+def test_every_public_name_resolves_and_is_listed() -> None:
+    for name in port_manager.__all__:
+        assert getattr(port_manager, name) is not None, name
+    assert set(port_manager.__all__) <= set(dir(port_manager))
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    try:
+        port_manager.no_such_function  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as error:
+        assert "no_such_function" in str(error)
+    else:
+        raise AssertionError("an unknown name resolved")
+
+
+def test_importing_the_api_loads_none_of_the_work() -> None:
+    """The values, records and defaults only: the rest loads on first use."""
+    probe = "import sys, utils.port_manager as p; print(' '.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [PYTHON, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded = set(result.stdout.split())
+    assert "utils.port_manager" in loaded
+    assert not loaded & set(WORK_MODULES), loaded & set(WORK_MODULES)
+    assert "socket" not in loaded and "psutil" not in loaded
+
+
+def _imports(path: str) -> set[str]:
+    tree = ast.parse((ROOT / path).read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_imports_flow_one_way() -> None:
+    """backend/ uses the port tools only through the API and the error contract; utils/
+    never imports backend/ (the front ends sit above both)."""
+    for path in sorted(ROOT.glob("backend/**/*.py")):
+        relative = str(path.relative_to(ROOT))
+        used = {name for name in _imports(relative) if name.split(".")[0] == "utils"}
+        modules = {name for name in used if name.count(".") <= 1 and not name[6:7].islower()}
+        wrong = {
+            name
+            for name in used
+            if name.startswith("utils.") and name.split(".")[1].startswith("_")
+        }
+        assert not wrong, f"{relative} imports private port modules: {sorted(wrong)}"
+        assert modules <= BACKEND_MAY_IMPORT | used, relative
+        assert {n for n in used if n.count(".") == 1} <= BACKEND_MAY_IMPORT | {
+            f"utils.{n.split('.')[1]}" for n in used if n.startswith("utils.port_manager.")
+        } | {"utils.__version__"}, relative
+    for path in sorted(ROOT.glob("utils/*.py")):
+        relative = str(path.relative_to(ROOT))
+        assert not any(name.split(".")[0] == "backend" for name in _imports(relative)), relative
