@@ -46,6 +46,7 @@ from utils._project import PROJECT_ROOT, runs_project_code
 from utils._stopping import CleanupResult, Outcome, cleanup
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_PORT,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_WAIT_SECONDS,
     PORT_RANGE,
@@ -59,12 +60,10 @@ from utils._values import (
 )
 from utils._waiting import WaitResult, wait
 
-DEFAULT_START_PORT = 8000
-
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_PORT",
     "DEFAULT_SETTLE_SECONDS",
-    "DEFAULT_START_PORT",
     "DEFAULT_WAIT_SECONDS",
     "EXIT_NO",
     "EXIT_OK",
