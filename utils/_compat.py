@@ -27,6 +27,7 @@ from utils._binding import LOCAL_ADDRESSES, check, free_for_servers, quick_free
 from utils._holders import Listener, listeners, project_ports, top_holder
 from utils._stopping import CleanupResult, cleanup
 from utils._values import (
+    DEFAULT_PORT,
     DEFAULT_SETTLE_SECONDS,
     MAX_WAIT_SECONDS,
     PORT_RANGE,
@@ -71,7 +72,7 @@ def _report(result: CleanupResult) -> CleanupResult:
     return result
 
 
-def find_free_port(start_port: int = 8000, max_attempts: int = 10) -> int:
+def find_free_port(start_port: int = DEFAULT_PORT, max_attempts: int = 10) -> int:
     """The first port of ``[start_port, start_port + max_attempts)`` that is free.
 
     Free means what ``check`` means: a server could bind it on every local address

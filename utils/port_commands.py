@@ -17,6 +17,7 @@ from utils import render
 from utils._guard import EXIT_NO, EXIT_OK, guarded
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_PORT,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_WAIT_SECONDS,
     MAX_GRACE_SECONDS,
@@ -174,7 +175,9 @@ def _print_status(status: PortStatus, colour: bool) -> None:
         print(note)
 
 
-def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = False) -> int:
+def run_find(
+    *, start: object = DEFAULT_PORT, host: str | None = None, as_json: bool = False
+) -> int:
     """Print the first free port at or above ``start`` (just the number, for scripts)."""
 
     def action() -> int:
