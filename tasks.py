@@ -18,6 +18,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from backend.setting_specs import ServeFlags, serve_flags
+from utils.port_manager import DEFAULT_PORT
+
 PORT_HELP = "TCP port 1-65535; also as arguments, several at once: ports.check 8000 8001"
 HOST_HELP = "hostname or IP address (default: every local address)"
 JSON_HELP = "print one JSON document on stdout instead of a table"
@@ -68,10 +71,16 @@ def check(
 
 
 @task(
-    help={"start": "first port to try (default 8000)", "host": HOST_HELP, "json": JSON_HELP},
+    help={
+        "start": f"first port to try (default {DEFAULT_PORT})",
+        "host": HOST_HELP,
+        "json": JSON_HELP,
+    },
     auto_shortflags=False,  # -h is help, not --host
 )
-def find(c: Context, start: str = "8000", host: str | None = None, json: bool = False) -> None:
+def find(
+    c: Context, start: str = str(DEFAULT_PORT), host: str | None = None, json: bool = False
+) -> None:
     """Print the first free port at or above --start, else one the OS assigns."""
     from utils.port_commands import run_find
 
@@ -144,23 +153,11 @@ def wait(
 ports = Collection("ports", list_, check, find, cleanup, wait)
 
 
-SERVE_HELP = {
-    "port": "port to serve on (default: PORT, else 8000)",
-    "host": "address to bind",
-    "find-port": "if the port is busy, move to the next free one",
-    "cleanup-port": "if the port is busy, stop this project's server holding it",
-    "force-cleanup": "like --cleanup-port, and stop any process holding it",
-    "no-reload": "do not restart on code changes",
-    "workers": "worker processes (default: WEB_CONCURRENCY, else 1)",
-}
+# The serve tasks' flags and help are declared in backend/setting_specs.py (plain data, no
+# pydantic), with python -m backend's; Invoke refuses a help entry without its parameter.
 
 
-@task(
-    name="dev",
-    help={key: SERVE_HELP[key] for key in SERVE_HELP if key != "workers"}
-    | {"host": "address to bind (default 127.0.0.1)"},
-    auto_shortflags=False,  # -h is help, not --host
-)
+@task(name="dev", help=serve_flags("dev"), auto_shortflags=False)  # -h is help, not --host
 def serve_dev(
     c: Context,
     port: str | None = None,
@@ -173,28 +170,18 @@ def serve_dev(
     """Dev server on 127.0.0.1 with auto-reload; prints its URL."""
     from backend.server import serve
 
-    _finish(
-        serve(
-            "dev",
-            port=port,
-            host=host,
-            find_port=find_port,
-            cleanup_port=cleanup_port,
-            force_cleanup=force_cleanup,
-            reload=not no_reload,
-        )
+    flags = ServeFlags(
+        port=port,
+        host=host,
+        find_port=find_port,
+        cleanup_port=cleanup_port,
+        force_cleanup=force_cleanup,
+        no_reload=no_reload,
     )
+    _finish(serve("dev", flags))
 
 
-@task(
-    name="prod",
-    help={key: SERVE_HELP[key] for key in ("port", "workers", "cleanup-port", "force-cleanup")}
-    | {
-        "host": "address to bind (default: HOST, else 0.0.0.0)",
-        "find-port": "refused in production: the platform routes to one fixed port",
-    },
-    auto_shortflags=False,  # -h is help, not --host
-)
+@task(name="prod", help=serve_flags("prod"), auto_shortflags=False)  # -h is help, not --host
 def serve_prod(
     c: Context,
     port: str | None = None,
@@ -209,17 +196,15 @@ def serve_prod(
 
     # --find-port is accepted only to be refused with its reason (exit 2), not Invoke's
     # "unknown flag": production never moves to another port.
-    _finish(
-        serve(
-            "prod",
-            port=port,
-            host=host,
-            workers=workers,
-            find_port=find_port,
-            cleanup_port=cleanup_port,
-            force_cleanup=force_cleanup,
-        )
+    flags = ServeFlags(
+        port=port,
+        host=host,
+        workers=workers,
+        find_port=find_port,
+        cleanup_port=cleanup_port,
+        force_cleanup=force_cleanup,
     )
+    _finish(serve("prod", flags))
 
 
 serve = Collection("serve", serve_dev, serve_prod)
@@ -327,6 +312,9 @@ def _accept_ports_as_arguments() -> None:
     unparsed = getattr(core, "unparsed", None)
     if isinstance(unparsed, list):
         valued: dict[str, set[str]] = {}
+        # Building the contexts consumes each task's help (Invoke pops it into the
+        # arguments), so Invoke's own --help would show none: keep a copy to put back.
+        helps = {name: dict(namespace[name].help) for name in namespace.task_names}
         for context in namespace.to_contexts():
             flags = {
                 f"-{name}" if len(name) == 1 else f"--{name}"
@@ -336,6 +324,8 @@ def _accept_ports_as_arguments() -> None:
             }
             for name in (context.name, *context.aliases):
                 valued[str(name)] = flags
+        for name, help_texts in helps.items():
+            namespace[name].help = help_texts
         unparsed[:] = ports_as_options(unparsed, valued)
         # Invoke keeps the words after `--` apart (its "remainder"); after a port task
         # they are ports too, not a request for every port of the project.

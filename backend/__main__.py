@@ -1,4 +1,8 @@
-"""``python -m backend --dev|--production [...]``: the serve tasks without Invoke."""
+"""``python -m backend --dev|--production [...]``: the serve tasks without Invoke.
+
+The flags and their help come from the declarations in ``backend/setting_specs.py``,
+as the Invoke tasks' do; their values are checked there too, after parsing.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from backend.setting_specs import HOST, SETTINGS, SWITCHES, Mode, ServeFlags, serve_flags
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
@@ -14,35 +20,36 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def parser() -> argparse.ArgumentParser:
+    """Every serve flag of either mode, with the help the Invoke tasks show."""
+    result = _Parser(prog="python -m backend", description="Start the backend server.")
+    modes = result.add_mutually_exclusive_group()
+    modes.add_argument(
+        "--dev", action="store_true", help=f"dev server on {HOST.default_for('dev')}, auto-reload"
+    )
+    read = ", ".join(s.env for s in SETTINGS if s.flag and "prod" in s.env_modes)
+    modes.add_argument(
+        "--production", action="store_true", help=f"production server: {read} from the environment"
+    )
+    switches = {switch.flag.removeprefix("--") for switch in SWITCHES}
+    for name, help_text in serve_flags(None).items():
+        if name in switches:
+            result.add_argument(f"--{name}", action="store_true", help=help_text)
+        else:
+            result.add_argument(f"--{name}", help=help_text)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m backend", description="Start the backend server.")
-    modes = parser.add_mutually_exclusive_group()
-    modes.add_argument("--dev", action="store_true", help="dev server: 127.0.0.1, auto-reload")
-    modes.add_argument("--production", action="store_true", help="HOST/PORT/WEB_CONCURRENCY")
-    parser.add_argument("--port", help="port (default: PORT, else 8000)")
-    parser.add_argument("--host", help="address to bind (dev 127.0.0.1, production HOST)")
-    parser.add_argument("--workers", help="production worker processes (WEB_CONCURRENCY)")
-    parser.add_argument("--find-port", action="store_true", help="dev: move to a free port")
-    parser.add_argument("--cleanup-port", action="store_true", help="stop the port's holder")
-    parser.add_argument("--force-cleanup", action="store_true", help="--cleanup-port --force")
-    parser.add_argument("--no-reload", action="store_true", help="dev: no auto-reload")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
 
     from backend import server
 
-    if not (args.dev or args.production) and (args.cleanup_port or args.force_cleanup):
-        return server.cleanup_only(args.port, force=args.force_cleanup)
-    mode: server.Mode = "dev" if args.dev else "prod" if args.production else server.mode_from_env()
-    return server.serve(
-        mode,
-        port=args.port,
-        host=args.host,
-        workers=args.workers,
-        reload=not args.no_reload,
-        find_port=args.find_port,
-        cleanup_port=args.cleanup_port,
-        force_cleanup=args.force_cleanup,
-    )
+    flags = ServeFlags(**{name: getattr(args, name) for name in ServeFlags._fields})
+    if not (args.dev or args.production) and (flags.cleanup_port or flags.force_cleanup):
+        return server.cleanup_only(flags.port, force=flags.force_cleanup)
+    mode: Mode = "dev" if args.dev else "prod" if args.production else server.mode_from_env()
+    return server.serve(mode, flags)
 
 
 if __name__ == "__main__":

@@ -13,15 +13,23 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from backend.setting_specs import (
+    FIND_PORT,
+    HOST,
+    LOG_LEVEL,
+    PORT,
+    WEB_CONCURRENCY,
+    Mode,
+    ServeFlags,
+)
 from backend.settings import Settings, load_settings
 from utils import port_manager
 from utils.errors import EXIT_OK, InvalidValue, guarded
 from utils.port_manager import Listener, PortInUse
 from utils.render import Progress
 
-Mode = Literal["dev", "prod"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_FACTORY = "backend.app:create_app"
 WATCHED_DIRS = ("backend", "utils")
@@ -58,57 +66,36 @@ def describe(holders: tuple[Listener, ...] | list[Listener]) -> str:
     return ", ".join(unique) if unique else "a process this user cannot see"
 
 
-def build_request(
-    mode: Mode,
-    *,
-    port: object = None,
-    host: str | None = None,
-    workers: object = None,
-    reload: bool = True,
-    find_port: bool = False,
-    cleanup_port: bool = False,
-    force_cleanup: bool = False,
-    settings: Settings | None = None,
-) -> StartRequest:
-    """Validate flag values as typed (strings from Invoke or argparse) against the environment."""
-    settings = settings or load_settings()
-    if mode == "prod" and find_port:
-        raise InvalidValue(
-            "--find-port is not valid in production: the platform routes traffic to one "
-            "fixed port (PORT), so a busy port is an error, not a reason to move"
-        )
-    if port is not None and str(port) == "0" and mode == "prod":
-        raise InvalidValue(
-            "--port '0' is not valid in production: the platform routes traffic to one "
-            "fixed port, so an OS-assigned one would be unreachable"
-        )
-    if port is not None and str(port) == "0":
-        chosen, port_from = 0, "--port"  # any free port, as uvicorn --port 0: announced
-    elif port is not None:
-        chosen, port_from = port_manager.parse_port(port, "--port"), "--port"
-    elif settings.is_set("port"):
-        chosen, port_from = settings.port, "PORT"
+def build_request(mode: Mode, flags: ServeFlags, settings: Settings) -> StartRequest:
+    """Check the flags (text from Invoke or argparse) by the same declarations as the
+    environment, and let each one win over its variable."""
+    if mode == "prod" and flags.find_port:
+        raise InvalidValue(f"--find-port is not valid in production: {FIND_PORT.refused_in(mode)}")
+    if flags.port is not None and str(flags.port) == "0":
+        if mode == "prod":
+            raise InvalidValue(
+                "--port '0' is not valid in production: the platform routes traffic to one "
+                "fixed port, so an OS-assigned one would be unreachable"
+            )
+        port, port_from = 0, "--port"  # any free port, as uvicorn --port 0: announced
     else:
-        chosen, port_from = 8000, "default"
-    if host is not None:
-        port_manager.resolve_host(host)
-    elif mode == "prod":
-        host = settings.host or "0.0.0.0"
-    else:
-        host = "127.0.0.1"
-    count = settings.web_concurrency
-    if workers is not None:
-        count = port_manager.parse_int(workers, "--workers", *port_manager.WORKERS_RANGE)
+        port, port_from = settings.chosen(PORT, mode, flags.port)
+    host, host_from = settings.chosen(HOST, mode, flags.host)
+    if host is None:  # every mode has a default host: only a broken declaration gets here
+        raise InvalidValue(f"no host to bind in {mode}: expected HOST or --host")
+    if host_from == HOST.flag:
+        port_manager.resolve_host(host)  # an unresolvable --host fails before anything starts
+    workers, _ = settings.chosen(WEB_CONCURRENCY, mode, flags.workers)
     return StartRequest(
         mode=mode,
-        port=chosen,
+        port=port,
         host=host,
         port_from=port_from,
-        workers=count if mode == "prod" else 1,
-        reload=reload and mode == "dev",
-        find_port=find_port,
-        cleanup_port=cleanup_port or force_cleanup,
-        force_cleanup=force_cleanup,
+        workers=workers,
+        reload=not flags.no_reload and mode == "dev",
+        find_port=flags.find_port,
+        cleanup_port=flags.cleanup_port or flags.force_cleanup,
+        force_cleanup=flags.force_cleanup,
     )
 
 
@@ -195,7 +182,7 @@ def run(request: StartRequest, settings: Settings) -> int:
 
     import uvicorn  # heavy: imported only once a server is really starting
 
-    log_level = settings.log_level or ("debug" if request.mode == "dev" else "info")
+    log_level, _ = settings.chosen(LOG_LEVEL, request.mode)
     try:
         uvicorn.run(
             APP_FACTORY,
@@ -240,12 +227,12 @@ def require_production_keys(settings: Settings) -> None:
     configured_keys(secret.get_secret_value() if secret else None, production=True)
 
 
-def serve(mode: Mode, **flags: object) -> int:
+def serve(mode: Mode, flags: ServeFlags | None = None) -> int:
     """The one entry point of every front end: validate, then run; returns the exit status."""
 
     def action() -> int:
         settings = load_settings()
-        request = build_request(mode, settings=settings, **flags)  # type: ignore[arg-type]
+        request = build_request(mode, flags or ServeFlags(), settings)
         if mode == "prod":
             require_production_keys(settings)
             # The workers read APP_ENV too: a production start is production throughout.
@@ -264,11 +251,11 @@ def mode_from_env() -> Mode:
         return "dev"
 
 
-def cleanup_only(port: object = None, force: bool = False) -> int:
+def cleanup_only(port: str | int | None = None, force: bool = False) -> int:
     """``--cleanup-port`` without a mode: free the port and exit (0 freed, 1 still held)."""
 
     def action() -> int:
-        request = build_request("dev", port=port, cleanup_port=True)
+        request = build_request("dev", ServeFlags(port=port, cleanup_port=True), load_settings())
         free_port(request.port, force)
         print(f"Port {request.port} is free.")
         return EXIT_OK

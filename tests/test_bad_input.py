@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, fresh_port, run_cli, run_invoke
-from utils._values import shown
+from utils.port_manager import shown
 
 HUGE = "1" * 4301  # past int()'s digit limit: once a traceback in every command
 BAD_PORTS = ["abc", "0", "-1", "65536", "80.5", "", " ", " 80", "80\n", "8_0", HUGE]

@@ -37,6 +37,7 @@ from backend import app as app_module
 from backend import server
 from backend.app import create_app
 from backend.settings import Settings
+from utils.port_manager import DEFAULT_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
@@ -74,9 +75,9 @@ def settings_variables() -> dict[str, str]:
 
 
 def default_port() -> int:
-    port = Settings.model_fields["port"].default
-    assert isinstance(port, int)
-    return port
+    """The project's one default port; the settings' default is it."""
+    assert Settings.model_fields["port"].default == DEFAULT_PORT
+    return DEFAULT_PORT
 
 
 def assert_known_variables(names: set[str], where: str) -> None:
@@ -463,7 +464,7 @@ def test_compose_port_and_healthcheck_match_the_code(
     )
     assert published, f"{mapping!r}: publish HOST_IP:${{VARIABLE:-default}}:CONTAINER_PORT"
     assert int(published["container"]) == container_port
-    assert 1 <= int(interpolate(published["host"])) <= 65535
+    assert int(interpolate(published["host"])) == default_port(), "host port's default"
     test = service["healthcheck"]["test"]
     assert test[0] == "CMD" and test[1:3] == ["python", "-c"], test
     assert "urllib" in stdlib_only(test[3])

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from utils._common import Listener
 from utils._holders import listeners
-from utils._values import resolve_host, shown
+from utils._values import DEFAULT_PORT, resolve_host, shown
 from utils.errors import InvalidValue
 
 LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
@@ -147,7 +147,7 @@ def free_for_servers(port: int) -> bool:
     )
 
 
-def find(start: int = 8000, host: str | None = None) -> int:
+def find(start: int = DEFAULT_PORT, host: str | None = None) -> int:
     """The first port at or above ``start`` that is free on ``host``, else one the OS picks."""
     addresses = addresses_for(host)  # resolved once: a bad host fails before the scan
     for port in range(start, 65536):
@@ -181,7 +181,7 @@ def _bind_listening(address: str, port: int, backlog: int) -> socket.socket:
 
 
 def reserve(
-    port: int = 8000, host: str = "127.0.0.1", *, search: bool = False, backlog: int = 2048
+    port: int = DEFAULT_PORT, host: str = "127.0.0.1", *, search: bool = False, backlog: int = 2048
 ) -> socket.socket:
     """Bind and listen on ``host``:``port`` and hand back that socket, so no one can take it.
 

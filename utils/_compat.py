@@ -29,6 +29,7 @@ from utils._holders import listeners, project_ports, supervisor_of
 from utils._stop_rules import CleanupResult
 from utils._stopping import cleanup
 from utils._values import (
+    DEFAULT_PORT,
     DEFAULT_SETTLE_SECONDS,
     MAX_WAIT_SECONDS,
     PORT_RANGE,
@@ -73,7 +74,7 @@ def _report(result: CleanupResult) -> CleanupResult:
     return result
 
 
-def find_free_port(start_port: int = 8000, max_attempts: int = 10) -> int:
+def find_free_port(start_port: int = DEFAULT_PORT, max_attempts: int = 10) -> int:
     """The first port of ``[start_port, start_port + max_attempts)`` that is free.
 
     Free means what ``check`` means: a server could bind it on every local address

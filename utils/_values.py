@@ -16,6 +16,9 @@ DEFAULT_GRACE_SECONDS = 5.0  # cleanup: SIGTERM, then SIGKILL after this
 DEFAULT_SETTLE_SECONDS = 0.5
 DEFAULT_WAIT_SECONDS = 30.0
 PORT_RANGE = (1, 65535)
+# The backend's port and the first port `find` tries: the one default port of the project
+# (the deployment files repeat it; tests/test_deployment.py holds them equal).
+DEFAULT_PORT = 8000
 WORKERS_RANGE = (1, 64)
 # Upper bounds of durations: a typo such as 1e300 is an error, not a wait of ages.
 MAX_GRACE_SECONDS = 600.0

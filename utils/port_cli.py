@@ -13,10 +13,14 @@ from collections.abc import Sequence
 
 from utils import __version__
 from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
+from utils._values import DEFAULT_PORT
 from utils.errors import EXIT_NO, EXIT_OK, EXIT_USAGE
 
 DESCRIPTION = "List, check, find, free and wait for TCP ports."
 _JSON = Option("--json", "print one JSON document on stdout")
+_START = Option(
+    "--start", f"first port to try (default {DEFAULT_PORT})", True, str(DEFAULT_PORT), "PORT"
+)
 _HOST = Option("--host", "hostname or IP address (default: every local address)", True)
 _PORT = Option("--port", "a port, as the PORT argument (may be repeated)", True, None, "PORT", True)
 COMMANDS = (
@@ -37,7 +41,7 @@ COMMANDS = (
         "find",
         "print the first free port at or above --start, else one the OS assigns",
         None,
-        (Option("--start", "first port to try (default 8000)", True, "8000", "PORT"), _HOST, _JSON),
+        (_START, _HOST, _JSON),
     ),
     Command(
         "cleanup",

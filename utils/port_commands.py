@@ -71,7 +71,9 @@ def run_check(ports: Sequence[object], *, host: str | None = None, as_json: bool
     return _guarded(action)
 
 
-def run_find(*, start: object = 8000, host: str | None = None, as_json: bool = False) -> int:
+def run_find(
+    *, start: object = port_manager.DEFAULT_PORT, host: str | None = None, as_json: bool = False
+) -> int:
     """Print the first free port at or above ``start`` (just the number, for scripts)."""
 
     def action() -> int:

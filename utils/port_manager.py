@@ -26,6 +26,7 @@ if __name__ == "__main__" and not __package__:
 from utils._common import Listener, ProcessFacts, ReaderName, Role
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
+    DEFAULT_PORT,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_WAIT_SECONDS,
     MAX_GRACE_SECONDS,
@@ -135,6 +136,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DEFAULT_GRACE_SECONDS",
+    "DEFAULT_PORT",
     "DEFAULT_SETTLE_SECONDS",
     "DEFAULT_WAIT_SECONDS",
     "LOCAL_ADDRESSES",
