@@ -1,13 +1,15 @@
 """Nox sessions: tests on every supported Python, lint, typecheck (and an opt-in bench).
 
-    nox                       # default: tests (3.10-3.13), lint, typecheck
+    nox                       # the default sessions: tests (each Python), lint, typecheck
     nox -s tests              # the CI test command (see README)
     nox -s tests-3.12 -- -k cleanup -x
     nox -s lint typecheck
-    nox -s bench -- ARGS      # not in the default list; runs `python -m benchmarks`
+    nox -s bench -- ARGS      # not a default session; runs `python -m benchmarks`
 
-Interpreters are never downloaded: every Python listed below must already be installed
-and discoverable (on PATH or via pyenv). A missing interpreter is an error, not a skip.
+The Pythons come from pyproject.toml, where they are written once: the tests run on every
+`Programming Language :: Python :: 3.X` classifier, the other sessions on
+`[tool.portkeeper.dev] python`. Interpreters are never downloaded: each must already be
+installed and discoverable (on PATH or via pyenv). A missing interpreter is an error, not a skip.
 """
 
 from __future__ import annotations
@@ -18,18 +20,16 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
-DEFAULT_PYTHON = "3.11"
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+PYTHONS = nox.project.python_versions(PYPROJECT)  # from the classifiers
+DEFAULT_PYTHON: str = PYPROJECT["tool"]["portkeeper"]["dev"]["python"]
 REQUIREMENTS_DEV = "requirements-dev.txt"
-# Everything that `mypy --strict` checks; kept in sync with [tool.mypy] files in pyproject.toml.
-TYPED_TARGETS = ["utils", "backend", "tasks.py", "noxfile.py"]
 
 nox.needs_version = ">=2025.5.1"
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = True
 nox.options.download_python = "never"
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["tests", "lint", "typecheck"]
 
 # Environment for every command run inside a session: never fetch an interpreter.
 NO_DOWNLOADS = {"UV_PYTHON_DOWNLOADS": "never"}
@@ -67,16 +67,14 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=DEFAULT_PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """Type-check the library, backend, tasks and this file with mypy --strict."""
+    """Type-check with mypy --strict what [tool.mypy] files lists (extra arguments go to mypy)."""
     _install_dev(session)
-    session.run("mypy", "--strict", *session.posargs, *TYPED_TARGETS)
+    session.run("mypy", "--strict", *session.posargs)
 
 
-# NOT in nox.options.sessions: benchmarks are slow and noisy, run them on purpose only.
+# Not a default session: benchmarks are slow and noisy, run them on purpose only.
 @nox.session(python=DEFAULT_PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Opt-in: run `python -m benchmarks` (extra arguments are passed through)."""
-    if not (ROOT / "benchmarks").is_dir():
-        session.skip("no benchmarks/ package yet")
     _install_dev(session)
     session.run("python", "-m", "benchmarks", *session.posargs, env=NO_DOWNLOADS)
