@@ -69,7 +69,8 @@ def build_request(
     force_cleanup: bool = False,
     settings: Settings | None = None,
 ) -> StartRequest:
-    """Validate flag values as typed (strings from Invoke or argparse) against the environment."""
+    """Validate flag values as typed (strings from Invoke or ``python -m backend``) against the
+    environment."""
     settings = settings or load_settings()
     if mode == "prod" and find_port:
         raise InvalidValue(

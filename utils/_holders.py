@@ -152,7 +152,7 @@ class Listener(NamedTuple):
         return command_text(self.cmdline, self.name, worker_of, self.supervisor_cmdline)
 
     def as_dict(self) -> dict[str, Any]:
-        """The listener row of the JSON contract (README, "JSON shapes")."""
+        """The listener row of the JSON contract (docs/contract.md, "JSON shapes")."""
         return {
             "port": self.port,
             "address": self.address,
