@@ -40,7 +40,8 @@ from backend import server
 from backend.app import create_app
 from backend.services.integrations.keys import new_key
 from backend.services.integrations.store import normalise_url
-from backend.settings import SECRET, Settings
+from backend.setting_specs import SETTINGS
+from backend.settings import Settings
 from tests.conftest import fresh_port
 from tests.test_deployment import (
     assert_known_variables,
@@ -344,7 +345,7 @@ def check_settings(blueprint: dict[str, Any]) -> None:
 def check_secrets(blueprint: dict[str, Any]) -> None:
     """No secret setting is written in the file; the keys are prompted for at the first sync."""
     entries = env_entries(web_service(blueprint))
-    secret_variables = {v for v, f in settings_variables().items() if f in SECRET}
+    secret_variables = {setting.env for setting in SETTINGS if setting.secret}
     for name in sorted(secret_variables & set(entries)):
         assert "value" not in entries[name], f"{name} is a secret: it has no value in the file"
     assert entries.get("TOKEN_ENCRYPTION_KEYS") == {"key": "TOKEN_ENCRYPTION_KEYS", "sync": False}

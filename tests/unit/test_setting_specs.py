@@ -220,18 +220,17 @@ def test_the_default_port_is_written_once_in_the_python() -> None:
     assert len(written["utils/_values.py"]) == 1
 
 
-# --------------------------------------------------------------------------- the README
+# --------------------------------------------------------------------------- the docs
+ENVIRONMENT_TABLES = ("docs/contract.md", "docs/tokens.md")  # server settings, token store's
 
 
-def test_the_readme_environment_table_agrees_with_the_declarations() -> None:
-    rows = {
-        match[1]: match[0]
-        for match in re.finditer(r"^\| `(\w+)` \|.*$", (ROOT / "README.md").read_text(), re.M)
-    }
+def test_the_documented_environment_tables_agree_with_the_declarations() -> None:
+    text = "\n".join((ROOT / path).read_text(encoding="utf-8") for path in ENVIRONMENT_TABLES)
+    rows = {match[1]: match[0] for match in re.finditer(r"^\| `(\w+)` \|.*$", text, re.M)}
     checked = 0
     for setting in SETTINGS:
         row = rows.get(setting.env)
-        assert row is not None, f"README.md has no row for {setting.env}"
+        assert row is not None, f"{ENVIRONMENT_TABLES} have no row for {setting.env}"
         if isinstance(setting.parse, Integer):
             low, high = setting.parse.limits
             assert f"{low}\N{EN DASH}{high}" in row, (setting.env, row)
