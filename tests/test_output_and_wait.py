@@ -218,17 +218,3 @@ def test_help_names_every_command() -> None:
     assert result.returncode == 0
     for command in ("list", "check PORT [PORT ...]", "find", "cleanup [PORT ...]", "wait PORT"):
         assert f"python utils/port_manager.py {command}\n" in result.stdout
-
-
-def test_fast_json_equals_the_plain_encoding(processes: Processes) -> None:
-    """The per-process JSON cache of ``list --json`` encodes exactly what json.dumps would."""
-    from utils._reports import listeners_json
-
-    many = processes.start(
-        [PYTHON, "-c", SPREAD_LISTENERS, "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert many.stdout is not None
-    assert len(many.stdout.readline().split()) == 20
-    rows = port_manager.listeners()
-    assert len([row for row in rows if row.pid == many.pid]) == 20
-    assert json.loads(listeners_json(rows)) == [row.as_dict() for row in rows]
