@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from utils._values import (
-    InvalidValue,
     _unmapped,
     parse_http_path,
     parse_int,
@@ -15,6 +14,7 @@ from utils._values import (
     resolve_host,
     shown,
 )
+from utils.errors import InvalidValue
 
 # ------------------------------------------------------------------ integers and ports
 
