@@ -592,10 +592,12 @@ def test_kubernetes_probes_ask_paths_the_app_serves(
         assert get["path"] == path, f"{probe} should ask {path}"
         assert get["port"] in ports or get["port"] in ports.values()
         assert_served(path, app_routes, f"the {probe}")
-    # /ready bounds its own check; the probe waits longer, so it gets the answer.
-    ready_timeout = getattr(app_module, "READY_TIMEOUT", None)
-    if ready_timeout is not None:
-        assert spec["readinessProbe"].get("timeoutSeconds", 1) > ready_timeout
+    # /ready bounds its own check; the probe waits longer, so it gets the answer. Read by
+    # name: a renamed constant fails here (AttributeError) instead of skipping the check.
+    ready_timeout = app_module.READY_TIMEOUT
+    assert spec["readinessProbe"].get("timeoutSeconds", 1) > ready_timeout, (
+        f"readinessProbe timeoutSeconds must exceed /ready's own bound of {ready_timeout} s"
+    )
     if "startupProbe" in spec:
         assert_served(spec["startupProbe"]["httpGet"]["path"], app_routes, "the startupProbe")
 

@@ -169,31 +169,51 @@ def test_every_discovery_path_agrees(processes: Processes, monkeypatch: pytest.M
     assert len(views["netlink"]) == 600 + 3  # the spread, plus the supervisor and two workers
 
 
-def test_a_hung_test_fails_on_its_own_timeout(tmp_path: Path) -> None:
+HUNG_TEST = """
+import signal, time
+
+def test_hangs():
+    # The timer pytest-timeout armed from the configuration: bring it forward, so the
+    # configured alarm (with pytest-timeout's own handler) fires now and not in minutes.
+    armed = signal.getitimer(signal.ITIMER_REAL)[0]
+    assert armed > 0, "no per-test timeout is armed"
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    time.sleep(600)
+"""
+
+
+def configured_timeout() -> float:
+    """The per-test timeout pyproject.toml sets for pytest-timeout."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: coverage[toml] brings tomli
+        import tomli as tomllib
+    with open(ROOT / "pyproject.toml", "rb") as project:
+        options = tomllib.load(project)["tool"]["pytest"]["ini_options"]
+    assert "timeout" in options, "pyproject.toml sets no per-test timeout"
+    assert options.get("timeout_method") == "signal", "the hung test expects the signal method"
+    return float(options["timeout"])
+
+
+def test_a_hung_test_fails_on_the_configured_timeout(tmp_path: Path) -> None:
+    """A hung test run under the project's own configuration only (no --timeout): the
+    timeout that fires is pyproject.toml's, reported with its value."""
     hung = tmp_path / "test_hung.py"
-    hung.write_text("import time\n\ndef test_hangs():\n    time.sleep(600)\n")
+    hung.write_text(HUNG_TEST)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_TIMEOUT")}
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(hung),
-            "-p",
-            "no:cacheprovider",
-            "--timeout",
-            "1",
-            "-o",
-            "addopts=",
-            "--rootdir",
-            str(tmp_path),
+            *(sys.executable, "-m", "pytest", str(hung), "-p", "no:cacheprovider"),
+            *("-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path)),
         ],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
+        env=env,
     )
-    assert result.returncode == 1
-    assert "Timeout" in result.stdout
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert f"Timeout (>{configured_timeout()}s) from pytest-timeout" in result.stdout, result.stdout
 
 
 def test_output_into_a_closed_pipe_is_not_a_traceback(processes: Processes) -> None:
@@ -218,17 +238,3 @@ def test_help_names_every_command() -> None:
     assert result.returncode == 0
     for command in ("list", "check PORT [PORT ...]", "find", "cleanup [PORT ...]", "wait PORT"):
         assert f"python utils/port_manager.py {command}\n" in result.stdout
-
-
-def test_fast_json_equals_the_plain_encoding(processes: Processes) -> None:
-    """The per-process JSON cache of ``list --json`` encodes exactly what json.dumps would."""
-    from utils._reports import listeners_json
-
-    many = processes.start(
-        [PYTHON, "-c", SPREAD_LISTENERS, "20"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert many.stdout is not None
-    assert len(many.stdout.readline().split()) == 20
-    rows = port_manager.listeners()
-    assert len([row for row in rows if row.pid == many.pid]) == 20
-    assert json.loads(listeners_json(rows)) == [row.as_dict() for row in rows]

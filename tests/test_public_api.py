@@ -38,7 +38,12 @@ def test_importing_the_api_loads_none_of_the_work() -> None:
     """The values, records and defaults only: the rest loads on first use."""
     probe = "import sys, utils.port_manager as p; print(' '.join(sorted(sys.modules)))"
     result = subprocess.run(  # -S: no site hooks (coverage's own imports would show up)
-        [PYTHON, "-S", "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+        [PYTHON, "-S", "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     loaded = set(result.stdout.split())
     assert "utils.port_manager" in loaded

@@ -1,4 +1,6 @@
-"""Start-up discipline: each command imports only what it needs (``python -X importtime``)."""
+"""Start-up discipline: each command imports only what it needs (``python -X importtime``),
+and still does its job: every measured run must end with its own exit status, without a
+traceback (a command that crashes early imports little and would pass otherwise)."""
 
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ NEVER = {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic_settings", "ba
 DECLARATIONS = {"backend", "backend.setting_specs"}
 
 
-def imported_modules(*args: str, dotted: bool = False) -> set[str]:
+def imported_modules(status: int, *args: str, dotted: bool = False) -> set[str]:
     """Top-level packages a command imports (every module with ``dotted``), read from
-    ``-X importtime``'s report."""
+    ``-X importtime``'s report; the command must have exited with ``status`` and printed
+    no traceback."""
     result = subprocess.run(
         [PYTHON, "-X", "importtime", *args],
         cwd=ROOT,
@@ -25,6 +28,9 @@ def imported_modules(*args: str, dotted: bool = False) -> set[str]:
         timeout=60,
         env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
     )
+    report = result.stderr
+    assert result.returncode == status, (args, result.returncode, result.stdout, report[-2000:])
+    assert "Traceback" not in report, report[-2000:]
     modules = set()
     for line in result.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -35,30 +41,30 @@ def imported_modules(*args: str, dotted: bool = False) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "status"),
     [
-        ["list", "--all", "--json"],
-        ["list", "--all"],
-        ["check", "PORT"],
-        ["check", "PORT", "--json"],
-        ["find", "--json"],
-        ["wait", "PORT", "--timeout", "0"],
+        (["list", "--all", "--json"], 0),
+        (["list", "--all"], 0),
+        (["check", "PORT"], 0),  # a fresh port is free
+        (["check", "PORT", "--json"], 0),
+        (["find", "--json"], 0),
+        (["wait", "PORT", "--timeout", "0"], 1),  # nothing listens: timed out at once
     ],
 )
-def test_port_cli_imports_nothing_heavy(command: list[str]) -> None:
+def test_port_cli_imports_nothing_heavy(command: list[str], status: int) -> None:
     args = [str(fresh_port()) if arg == "PORT" else arg for arg in command]
-    modules = imported_modules(str(ROOT / "utils" / "port_manager.py"), *args)
+    modules = imported_modules(status, str(ROOT / "utils" / "port_manager.py"), *args)
     assert not modules & NEVER
     assert "dataclasses" not in modules  # it drags in inspect: more than a check may cost
 
 
 def test_json_output_skips_the_table_code() -> None:
     assert "shlex" not in imported_modules(
-        str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"
+        0, str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"
     )
 
 
 def test_invoke_ports_check_imports_no_server_code() -> None:
     args = ("-m", "invoke", "ports.check", "--port", str(fresh_port()))
-    modules = imported_modules(*args, dotted=True)
+    modules = imported_modules(0, *args, dotted=True)
     assert not {name.split(".")[0] for name in modules - DECLARATIONS} & NEVER

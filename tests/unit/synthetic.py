@@ -1,0 +1,106 @@
+"""Synthetic records for the unit tests: processes and sockets that exist only here, and a
+platform reader that answers from them, so the rules are tested without a real process."""
+
+from __future__ import annotations
+
+from utils._common import Listener, ProcessFacts, Role, SocketHolding
+
+# A user id no test process runs as: "another user" without needing one.
+OTHER_UID = 54321
+# A working directory outside any project: nothing resolves there as the project's code.
+ELSEWHERE = "/"
+SPAWN = ("python3", "-B", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()")
+
+
+def facts(
+    pid: int,
+    ppid: int | None = 1,
+    *,
+    cmdline: tuple[str, ...] = ("python3", "-m", "http.server"),
+    cwd: str | None = ELSEWHERE,
+    uid: int | None = None,
+    user: str | None = "someone",
+    name: str = "python3",
+    start_time: float = 1000.0,
+    zombie: bool = False,
+    stopped: bool = False,
+) -> ProcessFacts:
+    """A process as the platform reader would describe it."""
+    return ProcessFacts(pid, ppid, name, cmdline, uid, user, cwd, start_time, zombie, stopped)
+
+
+def holding(
+    pid: int | None,
+    port: int = 8000,
+    *,
+    socket_id: str = "inode-1",
+    address: str = "127.0.0.1",
+    listening: bool = True,
+) -> SocketHolding:
+    family = "IPv6" if ":" in address else "IPv4"
+    return SocketHolding(socket_id, family, address, port, pid, listening)
+
+
+def row(
+    found: ProcessFacts | None,
+    *,
+    port: int = 8000,
+    address: str = "127.0.0.1",
+    socket_id: str = "inode-1",
+    project: bool = False,
+    listening: bool = True,
+    role: Role = "server",
+    supervisor_cmdline: tuple[str, ...] | None = None,
+    pid: int | None = None,
+) -> Listener:
+    """A listener row held by ``found`` (None: a holder the system does not name)."""
+    family = "IPv6" if ":" in address else "IPv4"
+    return Listener(
+        port,
+        address,
+        family,
+        found.pid if found is not None else pid,
+        found.ppid if found is not None else None,
+        found.name if found is not None else None,
+        found.cmdline if found is not None else None,
+        found.user if found is not None else None,
+        project,
+        socket_id,
+        found,
+        listening,
+        role,
+        supervisor_cmdline,
+    )
+
+
+class FakeReader:
+    """A platform reader (``utils._common.Reader``) over synthetic sockets and processes."""
+
+    def __init__(
+        self,
+        holdings: list[SocketHolding] | None = None,
+        processes: list[ProcessFacts] | None = None,
+    ) -> None:
+        self.holdings = list(holdings or [])
+        self.processes = {found.pid: found for found in processes or []}
+
+    def available(self) -> bool:
+        return True
+
+    def socket_holdings(self, port: int | None = None, bound: bool = False) -> list[SocketHolding]:
+        return [
+            held
+            for held in self.holdings
+            if (port is None or held.port == port) and (bound or held.listening)
+        ]
+
+    def socket_ports(self) -> dict[str, int]:
+        return {held.socket_id: held.port for held in self.holdings if held.listening}
+
+    def parents(self) -> dict[int, int]:
+        return {
+            found.pid: found.ppid for found in self.processes.values() if found.ppid is not None
+        }
+
+    def process_facts(self, pid: int) -> ProcessFacts | None:
+        return self.processes.get(pid)
