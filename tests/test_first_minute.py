@@ -143,3 +143,16 @@ def test_production_refuses_find_port_with_its_reason() -> None:
     result = run_invoke("serve.prod", "--find-port")
     assert result.returncode == 2
     assert result.stderr.startswith("error: --find-port is not valid in production")
+
+
+def test_invoke_shows_the_declared_help() -> None:
+    """``invoke --help serve.prod`` shows every flag's declared help (a real Invoke run)."""
+    from backend.setting_specs import serve_flags
+    from tests.unit.test_setting_specs import flat
+
+    # Invoke pops each task's help as it builds the parser; tasks.py builds it once more
+    # (ports as arguments) and must put the help back, or --help shows none.
+    result = run_invoke("--help", "serve.prod")
+    assert result.returncode == 0, result.stderr
+    for text in serve_flags("prod").values():
+        assert flat(text) in flat(result.stdout)

@@ -32,7 +32,7 @@ from backend.setting_specs import (
     serve_flags,
 )
 from backend.settings import Settings, load_settings
-from tests.conftest import ROOT, run_invoke
+from tests.conftest import ROOT
 from utils.port_manager import DEFAULT_PORT, PORT_RANGE, WORKERS_RANGE, InvalidValue, shown
 
 
@@ -101,15 +101,6 @@ def test_the_serve_flags_are_the_declared_ones_in_every_front_end() -> None:
     helps = {action.dest: action.help for action in actions}
     for name, text in serve_flags(None).items():
         assert helps[name.replace("-", "_")] == text
-
-
-def test_invoke_shows_the_declared_help() -> None:
-    # Invoke pops each task's help as it builds the parser; tasks.py builds it once more
-    # (ports as arguments) and must put the help back, or --help shows none.
-    result = run_invoke("--help", "serve.prod")
-    assert result.returncode == 0, result.stderr
-    for text in serve_flags("prod").values():
-        assert flat(text) in flat(result.stdout)
 
 
 # --------------------------------------------------------------------------- one check
