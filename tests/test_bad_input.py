@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, fresh_port, run_cli, run_invoke
+from tests.conftest import ROOT, fresh_port, run_cli, run_cli_process, run_invoke
 from utils.port_manager import shown
 
 HUGE = "1" * 4301  # past int()'s digit limit: once a traceback in every command
@@ -183,3 +183,9 @@ def test_bad_workers_through_every_front_end(value: str) -> None:
     ):
         assert_one_line_error(result, value)
         assert "1 to 64" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["abc", HUGE])
+def test_a_real_cli_process_answers_bad_input_in_one_line(value: str) -> None:
+    """The table above runs the CLI in this process; a process of its own answers alike."""
+    assert_one_line_error(run_cli_process("check", value), value)

@@ -23,6 +23,7 @@ from tests.conftest import (
     listener_script,
     listening_socket,
     run_cli,
+    run_cli_process,
     run_invoke,
 )
 from utils import port_manager
@@ -138,7 +139,7 @@ def test_the_tool_never_signals_its_own_ancestors() -> None:
     """The test process holds the port and runs the CLI: it is refused, even with --force."""
     port = fresh_port()
     with listening_socket("127.0.0.1", port):
-        result = run_cli("cleanup", str(port), "--force", "--json", "--grace", "0.2")
+        result = run_cli_process("cleanup", str(port), "--force", "--json", "--grace", "0.2")
         assert result.returncode == 1
         document = json.loads(result.stdout)
         assert document["stopped"] == []

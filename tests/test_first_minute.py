@@ -18,6 +18,7 @@ from tests.conftest import (
     listener_script,
     run_cli,
     run_cli_on_terminal,
+    run_cli_process,
     run_invoke,
 )
 from utils import __version__, port_manager
@@ -113,7 +114,7 @@ def test_workers_are_labelled_by_role(processes: Processes) -> None:
 
 
 def test_version_force_color_and_help_of_one_command() -> None:
-    version = run_cli("--version")
+    version = run_cli_process("--version")
     assert version.returncode == 0 and version.stdout.strip() == f"portkeeper {__version__}"
     port = str(fresh_port())
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
@@ -133,7 +134,7 @@ def test_version_force_color_and_help_of_one_command() -> None:
         env={**env, "FORCE_COLOR": "1", "NO_COLOR": "1"},
     )
     assert "\033[" not in both.stdout  # NO_COLOR wins
-    helped = run_cli("cleanup", "--help")
+    helped = run_cli_process("cleanup", "--help")
     assert helped.returncode == 0
     assert helped.stdout.startswith("usage: python utils/port_manager.py cleanup [PORT ...]")
     assert "--settle" in helped.stdout and "--http" not in helped.stdout

@@ -23,6 +23,7 @@ from tests.conftest import (
     listener_script,
     run_cli,
     run_cli_on_terminal,
+    run_cli_process,
     run_invoke,
 )
 from utils import port_manager
@@ -234,7 +235,7 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(processes: Processes) -> N
 
 
 def test_help_names_every_command() -> None:
-    result = run_cli("--help")
+    result = run_cli_process("--help")
     assert result.returncode == 0
     for command in ("list", "check PORT [PORT ...]", "find", "cleanup [PORT ...]", "wait PORT"):
         assert f"python utils/port_manager.py {command}\n" in result.stdout
