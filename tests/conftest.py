@@ -122,22 +122,13 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
     ``timeout`` is the process runner's; here pytest-timeout bounds a hung call."""
     from utils import port_cli
 
-    out, err = io.StringIO(), io.StringIO()
-    saved = os.environ.get("NO_COLOR")
-    os.environ["NO_COLOR"] = "1"
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                status: object = port_cli.main(list(args))
-            except SystemExit as leaving:
-                status = leaving.code
-    finally:
-        if saved is None:
-            os.environ.pop("NO_COLOR", None)
-        else:
-            os.environ["NO_COLOR"] = saved
-    code = status if isinstance(status, int) else 1
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+    status = 0
+    with as_a_command({**os.environ, "NO_COLOR": "1"}) as (out, err):
+        try:
+            status = port_cli.main(list(args))
+        except SystemExit as leaving:
+            status = exit_status(leaving)
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
 def run_cli_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -152,10 +143,50 @@ def run_cli_process(*args: str, timeout: float = 60) -> subprocess.CompletedProc
     )
 
 
+@contextlib.contextmanager
+def as_a_command(env: dict[str, str]) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """This process as a command run from the repository root in ``env``: that exact
+    environment, the root as working directory, stdout and stderr captured; all restored."""
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield out, err
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def exit_status(leaving: SystemExit) -> int:
+    return leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
+
+
 def run_invoke(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
-    """``invoke ARGS`` from the repository root (in ``env``, else this one without colour)."""
+    """``invoke ARGS`` from the repository root (in ``env``, else this one without colour),
+    run by Invoke's own program in this process: Invoke loads tasks.py afresh for every
+    run, as ``python -m invoke`` does, without a Python start per call (see ``run_cli``).
+    ``run_invoke_process`` runs it in a process of its own."""
+    import invoke.main
+
+    status = 0
+    with as_a_command(env if env is not None else {**os.environ, "NO_COLOR": "1"}) as (out, err):
+        try:
+            invoke.main.program.run(["invoke", *args], exit=True)
+        except SystemExit as leaving:
+            status = exit_status(leaving)
+    return subprocess.CompletedProcess(["invoke", *args], status, out.getvalue(), err.getvalue())
+
+
+def run_invoke_process(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``invoke ARGS`` in a process of its own, from the repository root."""
     return subprocess.run(
         [sys.executable, "-m", "invoke", *args],
         cwd=ROOT,

@@ -8,7 +8,16 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, fresh_port, run_cli, run_cli_process, run_invoke
+from tests.conftest import (
+    ROOT,
+    as_a_command,
+    exit_status,
+    fresh_port,
+    run_cli,
+    run_cli_process,
+    run_invoke,
+    run_invoke_process,
+)
 from utils.port_manager import shown
 
 HUGE = "1" * 4301  # past int()'s digit limit: once a traceback in every command
@@ -150,7 +159,23 @@ def test_bad_reader_variable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_backend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m backend ARGS`` from the repository root."""
+    """``python -m backend ARGS`` from the repository root, its ``main`` run in this process
+    (bad input ends it before anything is bound); ``run_backend_process`` in a process."""
+    from backend import __main__ as backend_main
+
+    status = 0
+    with as_a_command({**os.environ, "NO_COLOR": "1", **(env or {})}) as (out, err):
+        try:
+            status = backend_main.main(list(args))
+        except SystemExit as leaving:
+            status = exit_status(leaving)
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
+
+
+def run_backend_process(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m backend ARGS`` in a process of its own, from the repository root."""
     return subprocess.run(
         [sys.executable, "-m", "backend", *args],
         cwd=ROOT,
@@ -186,6 +211,14 @@ def test_bad_workers_through_every_front_end(value: str) -> None:
 
 
 @pytest.mark.parametrize("value", ["abc", HUGE])
-def test_a_real_cli_process_answers_bad_input_in_one_line(value: str) -> None:
-    """The table above runs the CLI in this process; a process of its own answers alike."""
-    assert_one_line_error(run_cli_process("check", value), value)
+def test_real_processes_answer_bad_input_in_one_line(value: str) -> None:
+    """The tables above run each front end's entry point in this process; a process of
+    its own answers alike, through every front end."""
+    for result in (
+        run_cli_process("check", value),
+        run_invoke_process("ports.check", "--port", value),
+        run_invoke_process("serve.dev", "--port", value),
+        run_backend_process("--dev", "--port", value),
+        run_backend_process("--production", env={"WEB_CONCURRENCY": value}),
+    ):
+        assert_one_line_error(result, value)
