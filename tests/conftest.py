@@ -197,6 +197,36 @@ def run_invoke_process(
     )
 
 
+def run_backend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m backend ARGS`` from the repository root (in ``env``, else this one
+    without colour), its ``main`` run in this process: for input it must refuse before
+    anything is bound (a start that succeeded would serve here until the test times out).
+    ``run_backend_process`` runs it in a process of its own."""
+    from backend import __main__ as backend_main
+
+    status = 0
+    with as_a_command(env if env is not None else {**os.environ, "NO_COLOR": "1"}) as (out, err):
+        try:
+            status = backend_main.main(list(args))
+        except SystemExit as leaving:
+            status = exit_status(leaving)
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
+
+
+def run_backend_process(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m backend ARGS`` in a process of its own, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env if env is not None else {**os.environ, "NO_COLOR": "1"},
+    )
+
+
 def holder_pids(port: int) -> set[int]:
     return {row.pid for row in port_manager.listeners(port) if row.pid is not None}
 

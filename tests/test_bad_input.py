@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from tests.conftest import (
-    ROOT,
-    as_a_command,
-    exit_status,
     fresh_port,
+    run_backend,
+    run_backend_process,
     run_cli,
     run_cli_process,
     run_invoke,
@@ -158,41 +155,13 @@ def test_bad_reader_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert_one_line_error(run_cli("list", "--all"), "magic")
 
 
-def run_backend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m backend ARGS`` from the repository root, its ``main`` run in this process
-    (bad input ends it before anything is bound); ``run_backend_process`` in a process."""
-    from backend import __main__ as backend_main
-
-    status = 0
-    with as_a_command({**os.environ, "NO_COLOR": "1", **(env or {})}) as (out, err):
-        try:
-            status = backend_main.main(list(args))
-        except SystemExit as leaving:
-            status = exit_status(leaving)
-    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
-
-
-def run_backend_process(
-    *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m backend ARGS`` in a process of its own, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "NO_COLOR": "1", **(env or {})},
-    )
-
-
 # "0" is no bad --port for a server (it asks the OS for a port), but it is for PORT.
 @pytest.mark.parametrize("value", [HUGE, " 80", "80\n", "-1", "abc"])
 def test_bad_serve_port_through_every_front_end(value: str) -> None:
     for result in (
         run_invoke("serve.dev", "--port", value),
         run_backend("--dev", "--port", value),
-        run_backend("--dev", env={"PORT": value}),
+        run_backend("--dev", env={**os.environ, "NO_COLOR": "1", "PORT": value}),
         run_invoke("serve.dev", env={**os.environ, "NO_COLOR": "1", "PORT": value}),
     ):
         assert_one_line_error(result, value)
@@ -204,7 +173,7 @@ def test_bad_workers_through_every_front_end(value: str) -> None:
     for result in (
         run_invoke("serve.prod", "--workers", value),
         run_backend("--production", "--workers", value),
-        run_backend("--production", env={"WEB_CONCURRENCY": value}),
+        run_backend("--production", env={**os.environ, "NO_COLOR": "1", "WEB_CONCURRENCY": value}),
     ):
         assert_one_line_error(result, value)
         assert "1 to 64" in result.stderr
@@ -219,6 +188,8 @@ def test_real_processes_answer_bad_input_in_one_line(value: str) -> None:
         run_invoke_process("ports.check", "--port", value),
         run_invoke_process("serve.dev", "--port", value),
         run_backend_process("--dev", "--port", value),
-        run_backend_process("--production", env={"WEB_CONCURRENCY": value}),
+        run_backend_process(
+            "--production", env={**os.environ, "NO_COLOR": "1", "WEB_CONCURRENCY": value}
+        ),
     ):
         assert_one_line_error(result, value)

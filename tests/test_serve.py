@@ -24,6 +24,7 @@ from tests.conftest import (
     gone,
     holder_pids,
     listener_script,
+    run_backend,
     run_invoke,
 )
 from utils import port_manager
@@ -43,6 +44,14 @@ SETTINGS = (
 
 
 PRODUCTION_KEY = "Wm9zMUtSZzNsY1hxN0xHbW5SeWJ4aDJQUnNjWTBWQkY="  # a test-only Fernet key
+
+
+def front_end(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``INVOKE + args`` or ``BACKEND + args`` that must end before anything is served
+    (bad input, a busy port, ``--cleanup-port`` alone): run in this process
+    (``run_invoke``, ``run_backend``); a start that serves runs in a process of its own."""
+    runner = run_invoke if command[: len(INVOKE)] == INVOKE else run_backend
+    return runner(*command[len(INVOKE) :], env=env)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -218,14 +227,7 @@ def test_dev_reload_restarts_the_worker_on_the_same_port(processes: Processes) -
 def test_cleanup_port_alone_frees_and_exits(processes: Processes) -> None:
     port = str(fresh_port())
     stale, _ = start_server(processes, [*BACKEND, "--dev", "--no-reload", "--port", port])
-    result = subprocess.run(
-        [*BACKEND, "--cleanup-port", "--port", port],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-    )
+    result = front_end([*BACKEND, "--cleanup-port", "--port", port], clean_env())
     assert result.returncode == 0, result.stderr
     assert f"Port {port} is free" in result.stdout
     assert stale.wait(timeout=10) is not None
@@ -246,14 +248,7 @@ BAD_ENVIRONMENTS = [
     "command", [[*INVOKE, "serve.prod"], [*INVOKE, "serve.dev"], [*BACKEND, "--production"]]
 )
 def test_bad_settings_exit_2_with_one_line(command: list[str], variable: str, value: str) -> None:
-    result = subprocess.run(
-        command,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(**{variable: value}),
-    )
+    result = front_end(command, clean_env(**{variable: value}))
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -275,23 +270,14 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], named: str) -> None:
         [*INVOKE, *args],
         [*BACKEND, "--dev" if args[0] == "serve.dev" else "--production", *args[1:]],
     ):
-        result = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=clean_env()
-        )
+        result = front_end(command, clean_env())
         assert result.returncode == 2, (command, result.stderr)
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0]
 
 
 def test_find_port_is_refused_in_production() -> None:
-    result = subprocess.run(
-        [*BACKEND, "--production", "--find-port"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-    )
+    result = front_end([*BACKEND, "--production", "--find-port"], clean_env())
     assert result.returncode == 2
     assert "fixed port" in result.stderr
 
@@ -300,14 +286,7 @@ def test_production_never_drifts_off_a_busy_port(processes: Processes) -> None:
     port = fresh_port()
     holder = processes.start([PYTHON, "-c", listener_script(), str(port)])
     deadline_poll(lambda: holder.pid in holder_pids(port))
-    result = subprocess.run(
-        [*INVOKE, "serve.prod"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=production_env(PORT=str(port), HOST="127.0.0.1"),
-    )
+    result = front_end([*INVOKE, "serve.prod"], production_env(PORT=str(port), HOST="127.0.0.1"))
     assert result.returncode == 1
     assert f"pid {holder.pid}" in result.stderr and "(PORT)" in result.stderr
     assert "--find-port" not in result.stderr
@@ -345,9 +324,7 @@ def test_production_without_a_usable_key_does_not_start(keys: str | None, named:
     if keys is not None:
         env["TOKEN_ENCRYPTION_KEYS"] = keys
     for command in ([*INVOKE, "serve.prod"], [*BACKEND, "--production"]):
-        result = subprocess.run(
-            command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env
-        )
+        result = front_end(command, env)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.splitlines()
         assert len(lines) == 1 and named in lines[0]
@@ -376,37 +353,16 @@ def test_the_busy_port_hint_names_the_flag_that_will_work(
     port = str(fresh_port())
     foreign = processes.start([PYTHON, "-c", listener_script(), port], cwd=tmp_path)
     deadline_poll(lambda: foreign.pid in holder_pids(int(port)))
-    busy = subprocess.run(
-        [*INVOKE, "serve.dev", "--port", port],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-    )
+    busy = front_end([*INVOKE, "serve.dev", "--port", port], clean_env())
     assert busy.returncode == 1 and "use --find-port" in busy.stderr
     assert "--force-cleanup to stop it" in busy.stderr
-    refused = subprocess.run(
-        [*INVOKE, "serve.dev", "--port", port, "--cleanup-port"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-    )
+    refused = front_end([*INVOKE, "serve.dev", "--port", port, "--cleanup-port"], clean_env())
     assert refused.returncode == 1
     assert "nothing was stopped" in refused.stderr and "(use --force-cleanup)" in refused.stderr
     assert foreign.poll() is None
 
 
 def test_production_refuses_port_0() -> None:
-    result = subprocess.run(
-        [*INVOKE, "serve.prod", "--port", "0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=production_env(),
-    )
+    result = front_end([*INVOKE, "serve.prod", "--port", "0"], production_env())
     assert result.returncode == 2
     assert result.stderr.startswith("error: --port '0' is not valid in production")
