@@ -8,7 +8,8 @@ heavier than Invoke itself is imported inside the task that needs it, so ``invok
 
 Ports are typed the way port killers take them, as arguments, several at once
 (``invoke ports.cleanup 8000 8001``); Invoke itself has no variadic arguments, so the
-bottom of this file turns those words into the ``--port`` options Invoke knows.
+bottom of this file has ``utils/task_arguments.py`` turn those words into the ``--port``
+options Invoke knows.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from invoke.tasks import task
 
 from backend.setting_specs import ServeFlags, serve_flags
 from utils.port_manager import DEFAULT_PORT
+from utils.task_arguments import accept_ports_as_arguments
+
+PORT_TASKS = ("ports.check", "ports.cleanup", "ports.wait")  # ports typed as arguments
 
 PORT_HELP = "TCP port 1-65535; also as arguments, several at once: ports.check 8000 8001"
 HOST_HELP = "hostname or IP address (default: every local address)"
@@ -259,81 +263,5 @@ tokens = Collection("tokens", tokens_list, tokens_revoke, tokens_rotate_key, tok
 namespace.add_collection(tokens)
 
 
-# --------------------------------------------------------------------------- ports as arguments
-PORT_TASKS = ("ports.check", "ports.cleanup", "ports.wait")
-
-
-def ports_as_options(words: list[str], valued: dict[str, set[str]]) -> list[str]:
-    """``ports.cleanup 8000 8001 --grace 2`` -> ``ports.cleanup --port 8000 --port 8001
-    --grace 2``.
-
-    ``valued`` maps each task name (and alias) to its options that take a value (long
-    and short, as Invoke's parser knows them). Inside a port task, a bare word - or any
-    word after ``--``, or a negative number (for a one-line exit-2 error) - is a port;
-    in every task the value after a value-taking option stays what it was, even if it
-    looks like a task name.
-    """
-    rewritten: list[str] = []
-    task: str | None = None
-    words = list(words)
-    while words:
-        word = words.pop(0)
-        flag = word.partition("=")[0]
-        in_port_task = task in PORT_TASKS
-        if task is not None and word.startswith("-") and flag in valued[task]:
-            rewritten.append(word)
-            if "=" not in word and words:
-                rewritten.append(words.pop(0))
-        elif in_port_task and word == "--":
-            rewritten += [part for port in words for part in ("--port", port)]
-            break
-        elif in_port_task and word[:1] == "-" and word[1:].isdigit():
-            rewritten += ["--port", word]
-        elif word in valued:
-            task = word
-            rewritten.append(word)
-        elif in_port_task and not word.startswith("-"):
-            rewritten += ["--port", word]
-        else:
-            rewritten.append(word)
-    return rewritten
-
-
-def _accept_ports_as_arguments() -> None:
-    """Rewrite the words Invoke has yet to parse, once it has loaded this file.
-
-    Invoke parses its own options, loads this collection, then parses the task words it
-    kept in ``program.core.unparsed``: the one moment to turn bare ports into options.
-    A program that imports this file without running Invoke is left alone.
-    """
-    from invoke import main as invoke_main
-
-    core = getattr(invoke_main.program, "core", None)
-    unparsed = getattr(core, "unparsed", None)
-    if isinstance(unparsed, list):
-        valued: dict[str, set[str]] = {}
-        # Building the contexts consumes each task's help (Invoke pops it into the
-        # arguments), so Invoke's own --help would show none: keep a copy to put back.
-        helps = {name: dict(namespace[name].help) for name in namespace.task_names}
-        for context in namespace.to_contexts():
-            flags = {
-                f"-{name}" if len(name) == 1 else f"--{name}"
-                for argument in context.args.values()
-                if argument.takes_value
-                for name in argument.names
-            }
-            for name in (context.name, *context.aliases):
-                valued[str(name)] = flags
-        for name, help_texts in helps.items():
-            namespace[name].help = help_texts
-        unparsed[:] = ports_as_options(unparsed, valued)
-        # Invoke keeps the words after `--` apart (its "remainder"); after a port task
-        # they are ports too, not a request for every port of the project.
-        remainder = getattr(core, "remainder", "")
-        tasks_named = [word for word in unparsed if word in valued]
-        if core is not None and remainder and tasks_named and tasks_named[-1] in PORT_TASKS:
-            unparsed += [part for port in remainder.split() for part in ("--port", port)]
-            core.remainder = ""
-
-
-_accept_ports_as_arguments()
+# Invoke has no variadic arguments: the words after a port task become --port options.
+accept_ports_as_arguments(namespace, PORT_TASKS)

@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from backend.setting_specs import HOST, SETTINGS, SWITCHES, Mode, ServeFlags, serve_flags
+from backend.setting_specs import HOST, SETTINGS, SWITCHES, ServeFlags, serve_flags
+from backend.setting_types import Mode
 
 
 class _Parser(argparse.ArgumentParser):

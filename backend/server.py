@@ -21,9 +21,9 @@ from backend.setting_specs import (
     LOG_LEVEL,
     PORT,
     WEB_CONCURRENCY,
-    Mode,
     ServeFlags,
 )
+from backend.setting_types import Mode
 from backend.settings import Settings, load_settings
 from utils import port_manager
 from utils.errors import EXIT_OK, InvalidValue, guarded

@@ -21,7 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend import setting_specs as spec
 from backend.services.integrations.keys import key_problem
-from backend.setting_specs import BY_NAME, AppEnv, LogLevel, Mode, Setting
+from backend.setting_specs import BY_NAME, AppEnv, LogLevel
+from backend.setting_types import Mode, Setting
 from utils.port_manager import InvalidValue
 
 T = TypeVar("T")

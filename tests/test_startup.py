@@ -13,7 +13,7 @@ from tests.conftest import PYTHON, ROOT, fresh_port
 NEVER = {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic_settings", "backend", "psutil"}
 # The one backend module Invoke may load before a task runs: the serve flags' declarations
 # (their help is read when tasks.py loads). Plain data: it imports no pydantic or server code.
-DECLARATIONS = {"backend", "backend.setting_specs"}
+DECLARATIONS = {"backend", "backend.setting_specs", "backend.setting_types"}
 
 
 def imported_modules(status: int, *args: str, dotted: bool = False) -> set[str]:

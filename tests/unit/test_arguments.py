@@ -141,6 +141,7 @@ def test_a_command_of_one_positional_takes_exactly_one() -> None:
 
 def test_bare_ports_become_options_only_where_they_are_ports() -> None:
     import tasks
+    from utils.task_arguments import ports_as_options
 
     valued = {
         "ports.cleanup": {"--grace", "-g", "--settle", "-s", "--port", "-p"},
@@ -148,7 +149,10 @@ def test_bare_ports_become_options_only_where_they_are_ports() -> None:
         "tokens.revoke": {"--user", "-u", "--provider", "-p"},
         "ports.list": set(),
     }
-    rewrite = tasks.ports_as_options
+
+    def rewrite(words: list[str], valued: dict[str, set[str]]) -> list[str]:
+        return ports_as_options(words, valued, tasks.PORT_TASKS)
+
     assert rewrite(["ports.cleanup", "8000", "-g", "1", "8001"], valued) == [
         *("ports.cleanup", "--port", "8000", "-g", "1", "--port", "8001"),
     ]

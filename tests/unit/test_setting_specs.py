@@ -25,12 +25,10 @@ from backend.setting_specs import (
     SETTINGS,
     SWITCHES,
     WEB_CONCURRENCY,
-    Choice,
-    Integer,
-    Mode,
     ServeFlags,
     serve_flags,
 )
+from backend.setting_types import Choice, Integer, Mode
 from backend.settings import Settings, load_settings
 from tests.conftest import ROOT
 from utils.port_manager import DEFAULT_PORT, PORT_RANGE, WORKERS_RANGE, InvalidValue, shown
