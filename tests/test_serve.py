@@ -142,10 +142,12 @@ def test_dev_find_port_moves_off_a_held_port(processes: Processes) -> None:
 
 
 def test_twelve_simultaneous_dev_starts_get_twelve_ports(processes: Processes) -> None:
+    """The race is between the starts taking their ports, before any reloader runs: each
+    start is one process (--no-reload; the reloader is test_dev_reload_restarts_...'s)."""
     preferred = str(fresh_port())
     servers = [
         processes.start(
-            [*INVOKE, "serve.dev", "--find-port", "--port", preferred],
+            [*INVOKE, "serve.dev", "--find-port", "--no-reload", "--port", preferred],
             stdout=subprocess.PIPE,
             env=clean_env(),
         )
