@@ -41,10 +41,14 @@ def _install_dev(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the pytest suite with coverage (extra arguments go to pytest)."""
+    """Run the pytest suite with coverage, a worker per core (extra arguments go to pytest)."""
     _install_dev(session)
     session.run(
         "pytest",
+        # One worker per core (pytest-xdist): the tests are independent by design (ports
+        # from the plugin's registry, processes stopped by pid), and most time is spent in
+        # the servers and subprocesses they start.
+        "--numprocesses=auto",
         "--cov",
         "--cov-report=term-missing:skip-covered",
         *session.posargs,
