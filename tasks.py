@@ -20,14 +20,13 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from backend.setting_specs import ServeFlags, serve_flags
-from utils.port_manager import DEFAULT_PORT
+from utils.port_cli import option_default, task_help
 from utils.task_arguments import accept_ports_as_arguments
 
 PORT_TASKS = ("ports.check", "ports.cleanup", "ports.wait")  # ports typed as arguments
 
+# The flags' help is the CLI's (utils/port_cli.py), but for the port: as arguments here too.
 PORT_HELP = "TCP port 1-65535; also as arguments, several at once: ports.check 8000 8001"
-HOST_HELP = "hostname or IP address (default: every local address)"
-JSON_HELP = "print one JSON document on stdout instead of a table"
 
 
 def _finish(status: int) -> None:
@@ -49,10 +48,7 @@ def _required(ports: list[str] | None, *, one: bool = False) -> list[str]:
     return ports
 
 
-@task(
-    name="list",
-    help={"all": "show every listener, not only this project's servers", "json": JSON_HELP},
-)
+@task(name="list", help=task_help("list"))
 def list_(c: Context, all: bool = False, json: bool = False) -> None:
     """List listening TCP sockets with every process holding each one."""
     from utils.port_commands import run_list
@@ -61,7 +57,7 @@ def list_(c: Context, all: bool = False, json: bool = False) -> None:
 
 
 @task(
-    help={"port": PORT_HELP, "host": HOST_HELP, "json": JSON_HELP},
+    help=task_help("check", port=PORT_HELP),
     iterable=["port"],
     auto_shortflags=False,  # -h is help, not --host
 )
@@ -74,16 +70,12 @@ def check(
     _finish(run_check(_required(port), host=host, as_json=json))
 
 
-@task(
-    help={
-        "start": f"first port to try (default {DEFAULT_PORT})",
-        "host": HOST_HELP,
-        "json": JSON_HELP,
-    },
-    auto_shortflags=False,  # -h is help, not --host
-)
+@task(help=task_help("find"), auto_shortflags=False)  # -h is help, not --host
 def find(
-    c: Context, start: str = str(DEFAULT_PORT), host: str | None = None, json: bool = False
+    c: Context,
+    start: str = option_default("find", "--start"),
+    host: str | None = None,
+    json: bool = False,
 ) -> None:
     """Print the first free port at or above --start, else one the OS assigns."""
     from utils.port_commands import run_find
@@ -91,23 +83,13 @@ def find(
     _finish(run_find(start=start, host=host, as_json=json))
 
 
-@task(
-    help={
-        "port": PORT_HELP,
-        "force": "also stop processes that are not this project's (or another user's)",
-        "grace": "seconds between SIGTERM and SIGKILL (default 5, at most 600)",
-        "settle": "seconds the port must stay free to count as freed (default 0.5, at most 60)",
-        "dry-run": "print what would be stopped and stop nothing",
-        "json": JSON_HELP,
-    },
-    iterable=["port"],
-)
+@task(help=task_help("cleanup", port=PORT_HELP), iterable=["port"])
 def cleanup(
     c: Context,
     port: list[str] | None = None,
     force: bool = False,
-    grace: str = "5",
-    settle: str = "0.5",
+    grace: str = option_default("cleanup", "--grace"),
+    settle: str = option_default("cleanup", "--settle"),
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
@@ -127,14 +109,7 @@ def cleanup(
 
 
 @task(
-    help={
-        "port": PORT_HELP,
-        "host": "host to connect to (default: 127.0.0.1, then ::1)",
-        "timeout": "seconds to wait before giving up (default 30)",
-        "free": "wait until the port is free instead of open",
-        "http": "wait until GET on this path (e.g. /health) answers 2xx",
-        "json": JSON_HELP,
-    },
+    help=task_help("wait", port=PORT_HELP),
     iterable=["port"],
     auto_shortflags=False,  # -h is help, not --host
 )
@@ -142,7 +117,7 @@ def wait(
     c: Context,
     port: list[str] | None = None,
     host: str | None = None,
-    timeout: str = "30",
+    timeout: str = option_default("wait", "--timeout"),
     free: bool = False,
     http: str | None = None,
     json: bool = False,
@@ -223,7 +198,10 @@ namespace = Collection(ports, serve)
 
 @task(
     name="list",
-    help={"user": "only this user's connections (default: every user)", "json": JSON_HELP},
+    help={
+        "user": "only this user's connections (default: every user)",
+        "json": task_help("list")["json"],
+    },
 )
 def tokens_list(c: Context, user: str | None = None, json: bool = False) -> None:
     """List stored tokens: user, provider, state and expiry (never a secret)."""

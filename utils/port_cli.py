@@ -13,10 +13,24 @@ from collections.abc import Sequence
 
 from utils import __version__
 from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
-from utils._values import DEFAULT_PORT
 from utils.errors import EXIT_NO, EXIT_OK, EXIT_USAGE
+from utils.port_manager import (
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_PORT,
+    DEFAULT_SETTLE_SECONDS,
+    DEFAULT_WAIT_SECONDS,
+    MAX_GRACE_SECONDS,
+    MAX_SETTLE_SECONDS,
+    MAX_WAIT_SECONDS,
+)
 
 DESCRIPTION = "List, check, find, free and wait for TCP ports."
+
+
+def _limits(default: float, maximum: float) -> str:
+    return f" (default {default:g}, at most {maximum:g})"
+
+
 _JSON = Option("--json", "print one JSON document on stdout")
 _START = Option(
     "--start", f"first port to try (default {DEFAULT_PORT})", True, str(DEFAULT_PORT), "PORT"
@@ -51,13 +65,18 @@ COMMANDS = (
         (
             Option("--force", "also stop processes that are not this project's"),
             Option(
-                "--grace", "seconds before SIGKILL (default 5, at most 600)", True, "5", "SECONDS"
+                "--grace",
+                f"seconds before SIGKILL{_limits(DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS)}",
+                True,
+                f"{DEFAULT_GRACE_SECONDS:g}",
+                "SECONDS",
             ),
             Option(
                 "--settle",
-                "seconds the port must stay free to count as freed (default 0.5, at most 60)",
+                "seconds the port must stay free to count as freed"
+                + _limits(DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS),
                 True,
-                "0.5",
+                f"{DEFAULT_SETTLE_SECONDS:g}",
                 "SECONDS",
             ),
             Option("--dry-run", "print what would be stopped, stop nothing"),
@@ -73,7 +92,11 @@ COMMANDS = (
         (
             Option("--host", "host to connect to (default 127.0.0.1, then ::1)", True),
             Option(
-                "--timeout", "seconds to wait (default 30, at most 86400)", True, "30", "SECONDS"
+                "--timeout",
+                f"seconds to wait{_limits(DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS)}",
+                True,
+                f"{DEFAULT_WAIT_SECONDS:g}",
+                "SECONDS",
             ),
             Option("--free", "wait until PORT is free instead"),
             Option("--http", "wait until GET PATH answers 2xx", True, None, "PATH"),
@@ -82,6 +105,23 @@ COMMANDS = (
         ),
     ),
 )
+
+
+def command(name: str) -> Command:
+    """The command ``name`` of the table above."""
+    return next(command for command in COMMANDS if command.name == name)
+
+
+def task_help(name: str, **overrides: str) -> dict[str, str]:
+    """The help of ``invoke ports.NAME``'s flags, from the same table as the CLI's."""
+    helps = {option.name.lstrip("-"): option.help for option in command(name).options}
+    return helps | overrides
+
+
+def option_default(name: str, option: str) -> str:
+    """The default of a command's option, as typed (``"5"`` for ``cleanup --grace``)."""
+    found = next(o for o in command(name).options if o.name == option)
+    return found.default or ""
 
 
 def program_name() -> str:

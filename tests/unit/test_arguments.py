@@ -167,3 +167,25 @@ def test_bare_ports_become_options_only_where_they_are_ports() -> None:
     assert rewrite(["tokens.revoke", "--user", "ports.check", "--provider", "x"], valued) == [
         *("tokens.revoke", "--user", "ports.check", "--provider", "x"),
     ]
+
+
+@pytest.mark.parametrize("name", ["list", "check", "find", "cleanup", "wait"])
+def test_each_ports_task_takes_its_flags_help_and_defaults_from_the_cli_table(name: str) -> None:
+    """One table (utils/port_cli.py) for the CLI and ``invoke ports.*``: every flag of the
+    command, its help, and the defaults of the task's parameters."""
+    import inspect
+
+    import tasks
+    from utils.port_cli import command
+
+    task = tasks.ports[name]
+    options = {option.name.lstrip("-"): option for option in command(name).options}
+    assert set(task.help) == set(options)
+    for flag, option in options.items():
+        if flag != "port":  # the task's port help adds "also as arguments"
+            assert task.help[flag] == option.help, flag
+    parameters = inspect.signature(task.body).parameters
+    for flag, option in options.items():
+        parameter = parameters[flag.replace("-", "_")]
+        if option.takes_value and option.default is not None:
+            assert parameter.default == option.default, flag
