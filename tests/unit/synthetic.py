@@ -76,6 +76,8 @@ def row(
 class FakeReader:
     """A platform reader (``utils._common.Reader``) over synthetic sockets and processes."""
 
+    unique_socket_ids = True
+
     def __init__(
         self,
         holdings: list[SocketHolding] | None = None,
