@@ -232,3 +232,26 @@ def test_the_default_data_directory_is_per_user(
     store = factory.token_store(load_settings())
     assert store.path == tmp_path / "home/tokens/tokens.db"
     assert not store.path.parent.exists()  # nothing is created before first use
+
+
+def test_where_modes_mean_nothing_the_store_file_is_only_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Windows: st_mode always looks open to others and os.fchmod is missing before
+    Python 3.13; the first start must neither crash nor warn (the folder's ACL applies)."""
+    from backend.services.integrations.store import create_private_file
+
+    real_fstat = os.fstat
+
+    def windows_fstat(fd: int) -> os.stat_result:  # every file there looks 0o666
+        found = list(real_fstat(fd))
+        found[0] = stat.S_IFREG | 0o666
+        return os.stat_result(found)
+
+    monkeypatch.delattr(os, "fchmod", raising=False)
+    monkeypatch.setattr(os, "fstat", windows_fstat)
+    path = tmp_path / "data" / "tokens.db"
+    caplog.set_level(logging.WARNING)
+    create_private_file(path, posix_modes=False)
+    create_private_file(path, posix_modes=False)  # the second start finds it
+    assert path.is_file() and caplog.records == []
