@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 
@@ -153,3 +154,26 @@ def test_a_row_of_the_records_is_platform_neutral() -> None:
     """The Windows stopper reads the same records as the POSIX one."""
     holder = row(facts(10))
     assert holder.facts is not None and holder.facts.pgid is None
+
+
+def test_a_claim_is_checked_without_os_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.kill(pid, 0)`` asks whether a POSIX process lives; on Windows it terminates
+    it: the port registry asks psutil whether another run's first process lives."""
+    import psutil
+
+    from utils._test_runs import PortRegistry
+
+    def kill(pid: int, sig: int) -> None:
+        raise AssertionError("os.kill(pid, 0) would terminate pid on Windows")
+
+    monkeypatch.setattr(os, "kill", kill)
+    # psutil's own POSIX implementation is os.kill(pid, 0): a fake stands in for it.
+    monkeypatch.setattr(psutil, "pid_exists", lambda pid: pid != 666)
+    live = PortRegistry(str(tmp_path), f"run-a:{os.getpid()}")
+    assert live.claim(20001)
+    assert not PortRegistry(str(tmp_path), "run-b:1").claim(20001)  # its owner lives
+    gone = PortRegistry(str(tmp_path), "run-c:666")
+    assert gone.claim(20002)
+    assert PortRegistry(str(tmp_path), "run-d:1").claim(20002)  # a stale claim is taken over
