@@ -232,7 +232,7 @@ def reserve(
         try:
             return _bind_listening(address, port, backlog)
         except OSError as error:
-            if error.errno == errno.EADDRINUSE:
+            if _reason(error) == "in use":  # Windows: WSAEACCES too
                 raise PortInUse(check(port, host)) from None
             raise
     for candidate in range(port, 65536):
@@ -241,6 +241,6 @@ def reserve(
         try:
             return _bind_listening(address, candidate, backlog)
         except OSError as error:
-            if error.errno != errno.EADDRINUSE:
+            if _reason(error) != "in use":
                 raise
     return _bind_listening(address, 0, backlog)

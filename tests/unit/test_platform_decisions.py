@@ -177,3 +177,26 @@ def test_a_claim_is_checked_without_os_kill(
     gone = PortRegistry(str(tmp_path), "run-c:666")
     assert gone.claim(20002)
     assert PortRegistry(str(tmp_path), "run-d:1").claim(20002)  # a stale claim is taken over
+
+
+def test_reserve_on_windows_takes_an_exclusively_held_port_for_a_held_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A port another socket holds with SO_EXCLUSIVEADDRUSE refuses the bind with
+    WSAEACCES there: reserve names its holders, and search moves on, as for EADDRINUSE."""
+    monkeypatch.setattr(_binding, "PLATFORM", "win32")
+    monkeypatch.setattr(_binding, "probe", lambda address, port: AddressStatus(address, True))
+    monkeypatch.setattr(_binding, "listeners", lambda *_a, **_k: [])
+    taken: list[int] = []
+
+    def bind_listening(address: str, port: int, backlog: int) -> object:
+        if port == 8000:
+            raise OSError(10013, "forbidden by its access permissions")
+        taken.append(port)
+        return object()
+
+    monkeypatch.setattr(_binding, "_bind_listening", bind_listening)
+    with pytest.raises(PortInUse):
+        _binding.reserve(8000)
+    _binding.reserve(8000, search=True)
+    assert taken == [8001]
