@@ -144,9 +144,11 @@ def test_dev_find_port_moves_off_a_held_port(processes: Processes) -> None:
 
 def test_twelve_simultaneous_dev_starts_get_twelve_ports(processes: Processes) -> None:
     preferred = str(fresh_port())
+    # No reloader: the reload test, writing into backend/ from another xdist worker, would
+    # restart all twelve workers, and one restarted while its tree is stopped outlives it.
     servers = [
         processes.start(
-            [*INVOKE, "serve.dev", "--find-port", "--port", preferred],
+            [*INVOKE, "serve.dev", "--find-port", "--no-reload", "--port", preferred],
             stdout=subprocess.PIPE,
             env=clean_env(),
         )
