@@ -1,8 +1,10 @@
 """Nox sessions: tests on every supported Python, lint, typecheck (and an opt-in bench).
 
-    nox                       # the default sessions: tests (each Python), lint, typecheck
+    nox                       # the default sessions: tests (each Python), tests_generic,
+                              # lint, typecheck
     nox -s tests              # the CI test command (see README)
     nox -s tests-3.12 -- -k cleanup -x
+    nox -s tests_generic      # the holder and cleanup tests again, through psutil
     nox -s lint typecheck
     nox -s bench -- ARGS      # not a default session; runs `python -m benchmarks`
 
@@ -54,6 +56,28 @@ def tests(session: nox.Session) -> None:
         *session.posargs,
         env=NO_DOWNLOADS,
     )
+
+
+# The tests of finding and stopping holders. On Linux `nox -s tests` runs them through the
+# fast reader (netlink and /proc) - a few of them through psutil too; this session runs
+# all of them through psutil, the reader macOS and Windows use, so the generic path is
+# tested on every change where the Linux one is (README, "Platforms and testing").
+HOLDER_TESTS = (
+    "tests/test_cleanup.py",
+    "tests/test_cleanup_real_world.py",
+    "tests/test_check_find_reserve.py",
+    "tests/test_uvicorn.py",
+)
+
+
+@nox.session(python=DEFAULT_PYTHON)
+def tests_generic(session: nox.Session) -> None:
+    """The holder and cleanup tests through the generic reader (PORT_MANAGER_READER=psutil)."""
+    if not sys.platform.startswith("linux"):
+        session.skip("psutil is this system's only reader: nox -s tests runs these tests so")
+    _install_dev(session)
+    reader = {**NO_DOWNLOADS, "PORT_MANAGER_READER": "psutil"}
+    session.run("pytest", *HOLDER_TESTS, *session.posargs, env=reader)
 
 
 @nox.session(python=DEFAULT_PYTHON)

@@ -1,9 +1,11 @@
 """Start the backend: choose the port, free or move off a busy one, bind it, run uvicorn.
 
-The socket is bound once, here, and handed to uvicorn by file descriptor, so the port
-this process chose is the port it holds: two starts at the same moment can never pick
-the same port and then race to bind it. uvicorn's reloader and worker supervisor pass
-that same socket on to their children.
+The socket is bound once, here, and handed to uvicorn as a socket object (``sockets=``),
+so the port this process chose is the port it holds: two starts at the same moment can
+never pick the same port and then race to bind it. uvicorn's reloader and worker
+supervisor pass that same socket on to their children (multiprocessing shares it: by file
+descriptor on POSIX, by ``socket.share`` on Windows). uvicorn's ``fd=`` would rebuild it
+as an AF_UNIX socket, which Windows does not have.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from utils.render import Progress
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 APP_FACTORY = "backend.app:create_app"
+STARTUP_FAILURE = 3  # uvicorn's exit status when the app fails to start
 WATCHED_DIRS = ("backend", "utils")
 
 
@@ -183,25 +186,55 @@ def run(request: StartRequest, settings: Settings) -> int:
     import uvicorn  # heavy: imported only once a server is really starting
 
     log_level, _ = settings.chosen(LOG_LEVEL, request.mode)
+    if str(PROJECT_ROOT) not in sys.path:  # what uvicorn.run's app_dir does
+        sys.path.insert(0, str(PROJECT_ROOT))
+    config = uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        host=request.host,  # uvicorn's log line names the address and port served
+        port=sock.getsockname()[1],
+        reload=request.reload,
+        reload_dirs=[str(PROJECT_ROOT / name) for name in WATCHED_DIRS] if request.reload else None,
+        workers=request.workers if request.workers > 1 else None,
+        log_level=log_level,
+        log_config=logging_to_stderr(),
+        proxy_headers=request.mode == "prod",
+        forwarded_allow_ips=settings.forwarded_allow_ips if request.mode == "prod" else None,
+        timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
+    )
     try:
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            fd=sock.fileno(),
-            app_dir=str(PROJECT_ROOT),
-            reload=request.reload,
-            reload_dirs=[str(PROJECT_ROOT / name) for name in WATCHED_DIRS]
-            if request.reload
-            else None,
-            workers=request.workers if request.workers > 1 else None,
-            log_level=log_level,
-            log_config=logging_to_stderr(),
-            proxy_headers=request.mode == "prod",
-            forwarded_allow_ips=settings.forwarded_allow_ips if request.mode == "prod" else None,
-            timeout_graceful_shutdown=settings.graceful_shutdown_timeout,
-        )
+        return serve_on(config, sock)
     finally:
-        sock.close()  # kept open (and inheritable) for as long as uvicorn ran
+        sock.close()  # kept open for as long as uvicorn ran
+
+
+def serve_on(config: Any, sock: socket.socket) -> int:
+    """Serve ``config``'s app on ``sock`` the way ``uvicorn.run`` would serve its own
+    socket: in this process, under the reloader, or under the worker supervisor.
+
+    uvicorn 0.30 still gave its worker supervisor the server's ``run`` as ``target``;
+    later releases build the server in each worker themselves."""
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors import ChangeReload, Multiprocess
+
+    server = uvicorn.Server(config)
+    try:
+        if config.should_reload:
+            ChangeReload(config, target=server.run, sockets=[sock]).run()
+        elif config.workers > 1:
+            supervisor: Any = Multiprocess
+            if "target" in inspect.signature(Multiprocess).parameters:
+                supervisor(config, target=server.run, sockets=[sock]).run()
+            else:
+                supervisor(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if not server.started and not config.should_reload and config.workers == 1:
+        return STARTUP_FAILURE  # uvicorn.run exits so when the app cannot start
     return EXIT_OK
 
 

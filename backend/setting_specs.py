@@ -96,7 +96,9 @@ DATA_DIR: Setting[str | None] = Setting(
     "data_dir",
     Text("a directory path", empty_is_unset=True),
     "where the SQLite token store and the dev key live "
-    "(default: $XDG_DATA_HOME/portkeeper, else ~/.local/share/portkeeper)",
+    "(default: the user's data directory: $XDG_DATA_HOME/portkeeper, else "
+    "~/.local/share/portkeeper; macOS ~/Library/Application Support/portkeeper; "
+    "Windows %LOCALAPPDATA%\\portkeeper)",
     None,
 )
 TOKEN_ENCRYPTION_KEYS: Setting[str | None] = Setting(

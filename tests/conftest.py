@@ -26,6 +26,39 @@ from utils.pytest_plugin import free_port_for_this_run
 ROOT = Path(__file__).resolve().parent.parent
 APPS = Path(__file__).resolve().parent / "apps"
 
+# ------------------------------------------------------------------ platforms
+#
+# The suite runs on Linux (here and in CI), macOS and Windows (CI only: the jobs
+# tests-macos and tests-windows). A test that needs what a platform lacks is skipped
+# there, and only there, by one of these markers: the reason shows in the summary (-ra).
+LINUX = sys.platform.startswith("linux")
+WINDOWS = sys.platform == "win32"
+# The reader a run forces (the nox session tests_generic forces psutil), else "".
+FORCED_READER = os.environ.get("PORT_MANAGER_READER", "").strip().lower()
+
+
+def needs(available: bool, facility: str) -> pytest.MarkDecorator:
+    """Skip where ``facility`` is missing, saying so."""
+    return pytest.mark.skipif(not available, reason=f"needs {facility}")
+
+
+POSIX_SIGNALS = needs(
+    not WINDOWS, "POSIX signals: SIGTERM asks a process to stop, Windows can only terminate it"
+)
+JOB_CONTROL = needs(not WINDOWS, "POSIX job control (SIGSTOP and SIGCONT to a process group)")
+FORK = needs(hasattr(os, "fork"), "os.fork (POSIX)")
+PTY = needs(not WINDOWS, "a pseudo-terminal (the pty module is POSIX's)")
+POSIX_SHELL = needs(not WINDOWS, "bash and sh running the processes (Windows has no POSIX shell)")
+POSIX_ARGV = needs(not WINDOWS, "POSIX command lines, which are bytes (Windows's are text)")
+PROCFS = needs(LINUX, "Linux's /proc")
+LINUX_READER = needs(
+    LINUX and FORCED_READER != "psutil",
+    "the Linux reader (netlink or /proc): socket inodes, and bound-only sockets on 6.5+",
+)
+# How a holder the tool stops ends: gracefully on POSIX (SIGTERM); on Windows a process
+# that shares this suite's console cannot be asked, so it is terminated (utils/_windows.py).
+STOPPED = "killed" if WINDOWS else "terminated"
+
 
 def deadline_poll(condition: Callable[[], object], timeout: float = 20.0) -> object:
     """Poll ``condition`` with short growing intervals until truthy; fail at the deadline."""
@@ -123,12 +156,20 @@ def processes() -> Iterator[Processes]:
         tracker.stop_all()
 
 
-@pytest.fixture(params=["netlink", "psutil"])
+def _readers() -> list[str]:
+    if FORCED_READER:
+        return [FORCED_READER]
+    return ["netlink", "psutil"] if LINUX else ["psutil"]
+
+
+@pytest.fixture(params=_readers())
 def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run a test over the Linux fast path (netlink) and the generic one (psutil).
+    """Run a test over the Linux fast path (netlink) and the generic one (psutil); over
+    psutil alone elsewhere, and over the reader PORT_MANAGER_READER forces if set.
 
     The third path, the /proc/net text tables, is held equal to both in
-    test_output_and_wait.py::test_every_discovery_path_agrees.
+    test_output_and_wait.py::test_every_discovery_path_agrees; the nox session
+    tests_generic runs every holder and cleanup test over psutil.
     """
     monkeypatch.setenv("PORT_MANAGER_READER", request.param)
     return str(request.param)

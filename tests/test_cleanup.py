@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +13,9 @@ import pytest
 
 from tests.conftest import (
     APPS,
+    POSIX_SIGNALS,
     PYTHON,
+    STOPPED,
     Processes,
     deadline_poll,
     fresh_port,
@@ -36,6 +37,7 @@ def start_listener(processes: Processes, port: int, **options: object) -> subpro
     return process
 
 
+@POSIX_SIGNALS
 def test_process_ignoring_sigterm_is_killed_after_grace(processes: Processes, reader: str) -> None:
     port = fresh_port()
     stubborn = start_listener(processes, port, ignore_term=True)
@@ -69,7 +71,7 @@ def test_a_child_holding_the_socket_is_stopped(processes: Processes, reader: str
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 0, result.stdout
     document = json.loads(result.stdout)
-    assert [(e["pid"], e["how"]) for e in document["stopped"]] == [(child_pid, "terminated")]
+    assert [(e["pid"], e["how"]) for e in document["stopped"]] == [(child_pid, STOPPED)]
     assert port_manager.check(port).free
 
 
@@ -172,7 +174,7 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # the venv's interpreter may sit in root's p
 
 
 @pytest.mark.skipif(
-    os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK),
     reason="needs root and a system Python to start a process as another user",
 )
 def test_another_users_process_is_refused_without_force(processes: Processes) -> None:
@@ -205,13 +207,12 @@ def test_a_holder_that_arrives_in_the_window_of_a_free_port_is_stopped(
 ) -> None:
     """Free at the start is not freed: a crash-looping server may be between two starts."""
     port = fresh_port()
-    late = processes.start(
-        ["bash", "-c", f"sleep 0.4; exec {PYTHON} -c {shlex.quote(listener_script())} {port}"]
-    )
+    late_listener = f"import time\ntime.sleep(0.4)\n{listener_script()}"
+    late = processes.start([PYTHON, "-c", late_listener, str(port)])
     result = run_cli("cleanup", str(port), "--json", "--settle", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(result.stdout)
-    assert [(e["pid"], e["how"]) for e in document["stopped"]] == [(late.pid, "terminated")]
+    assert [(e["pid"], e["how"]) for e in document["stopped"]] == [(late.pid, STOPPED)]
 
 
 def test_invoke_cleanup_frees_a_project_server(processes: Processes) -> None:
@@ -220,5 +221,5 @@ def test_invoke_cleanup_frees_a_project_server(processes: Processes) -> None:
     created = psutil.Process(server.pid).create_time()
     result = run_invoke("ports.cleanup", "--port", str(port))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "terminated" in result.stdout and f"Port {port} is free" in result.stdout
+    assert STOPPED in result.stdout and f"Port {port} is free" in result.stdout
     deadline_poll(lambda: gone(server.pid, created))

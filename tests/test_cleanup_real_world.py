@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,14 @@ import pytest
 
 from tests.apps.tiny import lifespan_pids
 from tests.conftest import (
+    FORCED_READER,
+    FORK,
+    JOB_CONTROL,
+    LINUX,
+    LINUX_READER,
+    POSIX_ARGV,
+    POSIX_SHELL,
+    PROCFS,
     PYTHON,
     ROOT,
     Processes,
@@ -26,6 +33,7 @@ from tests.conftest import (
     gone,
     holder_pids,
     listener_script,
+    needs,
     run_cli,
     run_invoke,
 )
@@ -57,6 +65,7 @@ def stays_free(port: int, seconds: float = 1.0) -> bool:
 
 
 @pytest.mark.parametrize("mode", list(UVICORN_MODES))
+@JOB_CONTROL
 def test_a_suspended_server_shuts_down_gracefully(
     mode: str, processes: Processes, tmp_path: Path
 ) -> None:
@@ -118,6 +127,7 @@ def _quoted(text: str) -> str:
     return shlex.quote(text)
 
 
+@POSIX_SHELL
 def test_a_restarting_loop_of_the_project_is_stopped_for_good(processes: Processes) -> None:
     port = fresh_port()
     loop = processes.start(_loop(port))  # cwd: the repository
@@ -133,6 +143,7 @@ def test_a_restarting_loop_of_the_project_is_stopped_for_good(processes: Process
     assert stays_free(port)
 
 
+@POSIX_SHELL
 def test_a_restarting_loop_from_outside_is_refused_and_named(
     processes: Processes, tmp_path: Path
 ) -> None:
@@ -177,6 +188,7 @@ while True:
 """
 
 
+@FORK
 def test_a_successor_forked_on_sigterm_is_found_and_stopped(processes: Processes) -> None:
     for _ in range(3):  # the race it once lost was one run in five
         port = fresh_port()
@@ -240,6 +252,11 @@ def _assert_no_raw_controls(text: str) -> None:
     assert not any(control in text for control in RAW_CONTROLS), repr(text)
 
 
+@needs(
+    LINUX and FORCED_READER != "psutil",
+    "Linux: the holder renames itself through /proc/self/comm, and the reader must read "
+    "its command line exactly (psutil on Linux reads it as text, turning \\r into \\n)",
+)
 def test_command_lines_with_terminal_escapes_are_shown_escaped(processes: Processes) -> None:
     port = fresh_port()
     renamer = "open('/proc/self/comm', 'w').write('\\x1b[31mred')\n"
@@ -296,9 +313,11 @@ while True:
 
 
 def _kernel_names_bound_sockets() -> bool:
-    from utils import _linux
+    if not LINUX:
+        return False
+    from utils import _linux  # (Linux's: it reads the clock ticks as it loads)
 
-    if not sys.platform.startswith("linux") or not _linux.available():
+    if not _linux.available():
         return False
     with __import__("socket").socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -312,6 +331,7 @@ def _start_bound_only(processes: Processes) -> tuple[subprocess.Popen[bytes], in
     return holder, int(holder.stdout.readline())
 
 
+@LINUX_READER
 @pytest.mark.skipif(not _kernel_names_bound_sockets(), reason="needs Linux 6.5+ sock_diag")
 def test_a_socket_bound_without_listening_is_named_and_freed(processes: Processes) -> None:
     holder, port = _start_bound_only(processes)
@@ -328,6 +348,7 @@ def test_a_socket_bound_without_listening_is_named_and_freed(processes: Processe
     assert [entry["pid"] for entry in json.loads(result.stdout)["stopped"]] == [holder.pid]
 
 
+@PROCFS
 def test_an_unnamed_bound_socket_is_described_without_a_false_hint(
     processes: Processes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -343,6 +364,8 @@ def test_an_unnamed_bound_socket_is_described_without_a_false_hint(
     assert "bound but not listening" in cleaned.stdout
 
 
+@JOB_CONTROL
+@POSIX_SHELL
 def test_a_suspended_restarting_loop_is_continued_and_stopped(processes: Processes) -> None:
     """Ctrl-Z stopped the loop too: it is continued, shows itself as the restarter, goes."""
     port = fresh_port()
@@ -358,6 +381,7 @@ def test_a_suspended_restarting_loop_is_continued_and_stopped(processes: Process
     assert stays_free(port)
 
 
+@POSIX_SHELL
 def test_a_restarter_behind_a_fresh_shell_is_found(processes: Processes) -> None:
     """`while true; do sh -c '...'; done`: the holder's parent is new each time."""
     port = fresh_port()
@@ -380,7 +404,8 @@ while True:
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+@LINUX_READER  # psutil's socket ids cannot tell the successor's socket from a new one
+@pytest.mark.skipif(not LINUX, reason="prctl is Linux's")
 def test_a_subreaper_that_adopts_a_successor_is_not_its_restarter(processes: Processes) -> None:
     port = fresh_port()
     reaper = processes.start([PYTHON, "-c", SUBREAPER, str(port)])
@@ -402,6 +427,7 @@ def test_empty_arguments_stay_in_the_command_line(processes: Processes) -> None:
     assert row.cmdline is not None and row.cmdline[-2:] == ("", "last")
 
 
+@POSIX_ARGV
 def test_arguments_that_are_not_utf8_are_exact_in_json_and_escaped_for_people(
     processes: Processes,
 ) -> None:

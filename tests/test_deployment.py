@@ -39,6 +39,7 @@ from backend import app as app_module
 from backend import server
 from backend.app import create_app
 from backend.settings import Settings
+from tests.conftest import POSIX_SHELL
 from utils.port_manager import DEFAULT_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -792,6 +793,7 @@ def ci_run_bash(body: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return result
 
 
+@POSIX_SHELL  # .ci/run is the Linux CI's bash script
 def test_ci_run_reads_its_pythons_from_pyproject(tmp_path: Path) -> None:
     pyproject = load_pyproject()
     result = ci_run_bash(
@@ -809,6 +811,7 @@ def test_ci_run_reads_its_pythons_from_pyproject(tmp_path: Path) -> None:
     assert not written, f".ci/run writes Python versions {written}: read pyproject.toml"
 
 
+@POSIX_SHELL  # .ci/run is the Linux CI's bash script
 @pytest.mark.parametrize(
     ("stop", "status"),
     [
@@ -835,6 +838,7 @@ def test_ci_run_removes_its_temporary_files_however_it_stops(
     assert not temporary.exists(), f"{stop}: the run left {temporary} behind"
 
 
+@POSIX_SHELL  # .ci/run is the Linux CI's bash script
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="root only")
 @pytest.mark.parametrize("signal_name", ["TERM", "INT"])
 def test_ci_run_interrupted_while_installing_postgresql_removes_its_policy(
@@ -887,7 +891,7 @@ def test_default_sessions_are_declared_once() -> None:
     )
     assert listed.returncode == 0, listed.stderr
     defaults = {session["name"] for session in json.loads(listed.stdout)}
-    assert defaults == {"tests", "lint", "typecheck"}, "`nox` alone runs these, not bench"
+    assert defaults == {"tests", "tests_generic", "lint", "typecheck"}, "not bench"
     assert defaults == {name for name, func in registry.get().items() if func.default}
 
 
@@ -1063,11 +1067,38 @@ def test_workflow_runs_the_sessions_of_ci_run() -> None:
     jobs = workflow_sessions()
     ran = set().union(*jobs.values())
     assert ran == expected, f"the workflow runs {sorted(ran)}, .ci/run runs {sorted(expected)}"
-    # Tests once per Python, each in its own job; lint and typecheck once.
-    test_jobs = [runs for runs in jobs.values() if any(s == "tests" for s, _ in runs)]
-    assert len(test_jobs) == len(noxfile.PYTHONS) and all(len(r) == 1 for r in test_jobs)
-    for once in ("lint", "typecheck"):
+    # Tests once per Python on Linux, each in its own job (macOS and Windows: below);
+    # the generic reader's tests, lint and typecheck once.
+    linux = [runs for name, runs in jobs.items() if name.startswith("tests{")]
+    assert len(linux) == len(noxfile.PYTHONS) and all(len(r) == 1 for r in linux)
+    assert sorted(python for runs in linux for _, python in runs) == sorted(noxfile.PYTHONS)
+    for once in ("tests_generic", "lint", "typecheck"):
         assert sum(1 for runs in jobs.values() for s, _ in runs if s == once) == 1
+
+
+OTHER_SYSTEMS = {"tests-macos": "macos-latest", "tests-windows": "windows-latest"}
+
+
+def test_the_whole_suite_runs_on_macos_and_windows_too() -> None:
+    """One job each, on the tooling's Python, running `nox -s tests` as it stands (no
+    selection of tests): a test that cannot run there skips itself, with its reason."""
+    from tests.tokens.conftest import SKIP_POSTGRES
+
+    jobs, sessions = workflow_jobs(), workflow_sessions()
+    tooling = tooling_python(load_pyproject())
+    for name, runner in OTHER_SYSTEMS.items():
+        job = jobs[name]
+        assert job["runs-on"] == runner, name
+        assert sessions[f"{name}{{}}"] == {("tests", tooling)}, name
+        nox_steps = [step["run"] for step in job["steps"] if "nox -s" in step.get("run", "")]
+        assert nox_steps == ["python -m nox -s tests-${{ needs.pythons.outputs.default }}"]
+        # PostgreSQL: those runners serve none, so the job says why its tests skip there.
+        assert str(job.get("env", {}).get(SKIP_POSTGRES, "")).strip(), name
+    # Linux is where PostgreSQL is tested: no Linux job may skip it.
+    for name, job in jobs.items():
+        if name not in OTHER_SYSTEMS:
+            assert SKIP_POSTGRES not in job.get("env", {}), name
+    assert SKIP_POSTGRES not in (yaml.safe_load(WORKFLOW.read_text()).get("env") or {})
 
 
 def test_workflow_reads_its_pythons_from_pyproject() -> None:
@@ -1089,7 +1120,8 @@ def test_workflow_reads_its_pythons_from_pyproject() -> None:
     # The matrix, as GitHub expands it from the first job's outputs, is pyproject's list.
     tested = [
         python
-        for runs in workflow_sessions().values()
+        for name, runs in workflow_sessions().items()
+        if name.startswith("tests{")  # Linux's matrix (macOS and Windows: the tooling's)
         for session, python in runs
         if session == "tests"
     ]

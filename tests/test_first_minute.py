@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import (
+    PTY,
     PYTHON,
     ROOT,
     Processes,
@@ -80,6 +81,7 @@ def _stderr_on_terminal(args: list[str]) -> tuple[int, str, str]:
     return run_cli_on_terminal(args, {**os.environ, "NO_COLOR": "1"}, terminal="stderr")
 
 
+@PTY
 def test_a_terminal_sees_progress_while_cleanup_and_wait_wait(processes: Processes) -> None:
     ((port, pid),) = _listeners(processes, 1, ignore_term=True)
     status, _out, shown = _stderr_on_terminal(["cleanup", str(port), "--grace", "1"])

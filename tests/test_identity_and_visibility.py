@@ -9,26 +9,40 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, Processes, deadline_poll, fresh_port, holder_pids, listener_script
+from tests.conftest import (
+    POSIX_SIGNALS,
+    PYTHON,
+    ROOT,
+    Processes,
+    deadline_poll,
+    fresh_port,
+    holder_pids,
+    listener_script,
+)
 from tests.test_cleanup import SYSTEM_PYTHON
-from utils import _signals, _stop_rules
+from utils import _platform, _stop_rules
 from utils.port_manager import process_facts
+
+SLEEPER = [PYTHON, "-c", "import time; time.sleep(600)"]
 
 
 def test_a_process_that_is_gone_is_reported_as_already_gone(processes: Processes) -> None:
-    sleeper = processes.start(["sleep", "600"])
+    sleeper = processes.start(SLEEPER)
     facts = process_facts(sleeper.pid)
     assert facts is not None
     sleeper.kill()
     sleeper.wait(timeout=10)
     result = _stop_rules.CleanupResult(port=0)
-    _signals.stop_groups({sleeper.pid: [facts]}, 1.0, result, {})
+    _platform.stopper().stop_groups({sleeper.pid: [facts]}, 1.0, result, {}, _stop_rules.quiet)
     assert [(o.pid, o.how) for o in result.stopped] == [(sleeper.pid, "already gone")]
 
 
+@POSIX_SIGNALS
 def test_a_reused_pid_is_never_signalled(processes: Processes) -> None:
     """Facts with the right pid but another start time stand for a process that is gone."""
-    target = processes.start(["sleep", "600"])
+    from utils import _signals
+
+    target = processes.start(SLEEPER)
     facts = process_facts(target.pid)
     assert facts is not None
     impostor = facts._replace(start_time=facts.start_time - 100.0)
@@ -39,7 +53,7 @@ def test_a_reused_pid_is_never_signalled(processes: Processes) -> None:
 
 
 def _runs_as_nobody() -> bool:
-    if os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.access(SYSTEM_PYTHON, os.X_OK):
         return False
     probe = subprocess.run(
         [SYSTEM_PYTHON, "-c", "import utils._linux"],

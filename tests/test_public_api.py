@@ -16,6 +16,7 @@ WORK_MODULES = (
     "utils._holders",
     "utils._stopping",
     "utils._signals",
+    "utils._windows",
     "utils._waiting",
     "utils._compat",
     "utils._linux",

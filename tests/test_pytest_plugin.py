@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import textwrap
 from pathlib import Path
@@ -15,6 +14,8 @@ import psutil
 import pytest
 
 from tests.conftest import (
+    FORK,
+    POSIX_SHELL,
     PYTHON,
     ROOT,
     Processes,
@@ -106,8 +107,8 @@ def _children(log: Path) -> dict[int, int]:
 
 def _stop(pids: list[int]) -> None:
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(pid).kill()
 
 
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist -n 2"])
@@ -172,6 +173,7 @@ def test_a_port_is_claimed_once_across_workers_and_runs(tmp_path: Path) -> None:
     assert other_run.claim(20001) is True  # given back at the end of the run
 
 
+@POSIX_SHELL  # .ci/port-hygiene is a bash script
 def test_ci_port_hygiene_names_stops_and_fails_on_a_leftover(
     processes: Processes, tmp_path: Path
 ) -> None:
@@ -255,6 +257,8 @@ HOSTILE_TESTS = textwrap.dedent(
 )
 
 
+@FORK
+@POSIX_SHELL
 def test_daemons_loops_broken_teardowns_and_neighbours(
     pytester: pytest.Pytester,
     tmp_path: Path,
@@ -303,6 +307,7 @@ def _started_by_suite(log: Path) -> list[int]:
     return found
 
 
+@FORK
 def test_an_innocent_test_beside_another_workers_daemon(
     pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
+import queue
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -16,6 +17,7 @@ import psutil
 import pytest
 
 from tests.conftest import (
+    POSIX_SIGNALS,
     PYTHON,
     ROOT,
     Processes,
@@ -66,26 +68,34 @@ def production_env(**extra: str) -> dict[str, str]:
 def read_url(process: subprocess.Popen[bytes], timeout: float = 60) -> str:
     """The URL from the start line ('Backend (...) running at URL ...'), read with a deadline.
 
-    Reads the raw pipe (no buffered readline, which would hide lines from select).
+    A thread reads the lines up to the start line and stops there (what follows stays in
+    the pipe for the test): select() cannot wait on a pipe on Windows.
     """
-    assert process.stdout is not None
-    fd = process.stdout.fileno()
-    selector = selectors.DefaultSelector()
-    selector.register(fd, selectors.EVENT_READ)
+    stdout = process.stdout
+    assert stdout is not None
+    lines: queue.Queue[bytes] = queue.Queue()
+
+    def pump() -> None:
+        for line in iter(stdout.readline, b""):
+            lines.put(line)
+            if b" running at " in line:
+                return
+        lines.put(b"")  # the end: the server exited
+
+    threading.Thread(target=pump, daemon=True).start()
     end = time.monotonic() + timeout
     seen = b""
-    while time.monotonic() < end:
-        if not selector.select(timeout=max(0.0, end - time.monotonic())):
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, end - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no start line within the deadline; printed {seen!r}") from None
+        if not line:
             raise AssertionError(f"server exited with {process.wait()}; printed {seen!r}")
-        seen += chunk
-        complete = seen[: seen.rfind(b"\n") + 1]
-        for line in complete.decode(errors="replace").splitlines():
-            if " running at " in line:
-                return line.split(" running at ")[1].split()[0]
-    raise AssertionError(f"no start line within the deadline; printed {seen!r}")
+        seen += line
+        text = line.decode(errors="replace")
+        if " running at " in text:
+            return text.split(" running at ")[1].split()[0]
 
 
 def start_server(
@@ -145,6 +155,8 @@ def test_twelve_simultaneous_dev_starts_get_twelve_ports(processes: Processes) -
     """The race is between the starts taking their ports, before any reloader runs: each
     start is one process (--no-reload; the reloader is test_dev_reload_restarts_...'s)."""
     preferred = str(fresh_port())
+    # No reloader: the reload test, writing into backend/ from another xdist worker, would
+    # restart all twelve workers, and one restarted while its tree is stopped outlives it.
     servers = [
         processes.start(
             [*INVOKE, "serve.dev", "--find-port", "--no-reload", "--port", preferred],
@@ -182,6 +194,7 @@ def test_busy_port_is_refused_then_cleaned_up(processes: Processes) -> None:
     assert fresh.pid in holder_pids(int(port))
 
 
+@POSIX_SIGNALS
 def test_prod_with_workers_and_sigterm_leaves_nothing(processes: Processes) -> None:
     port = fresh_port()
     env = production_env(PORT=str(port), WEB_CONCURRENCY="2", HOST="127.0.0.1")
@@ -196,6 +209,7 @@ def test_prod_with_workers_and_sigterm_leaves_nothing(processes: Processes) -> N
     stop_and_expect_nothing_left(server, processes.tree(server.pid), port, signal.SIGTERM)
 
 
+@POSIX_SIGNALS  # SIGINT: a Ctrl-C to the task alone
 def test_dev_ctrl_c_stops_reloader_and_worker(processes: Processes) -> None:
     port = fresh_port()
     server, url = start_server(processes, [*INVOKE, "serve.dev", "--port", str(port)])

@@ -1,14 +1,21 @@
 """Whether a port can be bound, the first free one, and reserving one without a race.
 
-"Free" means what a server needs: a socket with ``SO_REUSEADDR`` could bind the address
-now. That is a test bind, not a look at the socket tables, so TIME_WAIT leftovers do not
-count as busy and sockets of other network namespaces or hidden owners still do.
+"Free" means what a server needs: a socket bound the way a server binds could take the
+address now. That is a test bind, not a look at the socket tables, so TIME_WAIT leftovers
+do not count as busy and sockets of other network namespaces or hidden owners still do.
+
+How a server binds differs per platform (``bind_options``): ``SO_REUSEADDR`` on POSIX
+(TIME_WAIT does not block), ``SO_EXCLUSIVEADDRUSE`` on Windows, where ``SO_REUSEADDR``
+lets a bind succeed on a port another socket holds. On BSD and macOS a specific address
+binds next to another socket's wildcard of the same port, so a test of one address tests
+its family's wildcard too (``with_wildcards``).
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import sys
 from typing import Any, NamedTuple
 
 from utils._common import Listener
@@ -19,6 +26,10 @@ from utils.errors import InvalidValue
 LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::")
 _UNAVAILABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+PLATFORM = sys.platform  # what the decisions below default to (tests pass another)
+WSAEACCES = 10013  # Windows: the port is held exclusively, or reserved by the system
+# Where a specific address binds beside another socket's wildcard of the same port.
+BSD_PLATFORMS = ("darwin", "freebsd", "openbsd", "netbsd", "dragonfly")
 
 
 class AddressStatus(NamedTuple):
@@ -63,9 +74,33 @@ def _family(address: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-def _reason(error: OSError) -> str:
+def bind_options(platform: str | None = None) -> tuple[str, ...]:
+    """The ``SOL_SOCKET`` options (set to 1) of a server's bind, and so of a test bind:
+    ``SO_EXCLUSIVEADDRUSE`` on Windows (with ``SO_REUSEADDR`` a bind there succeeds on a
+    port in use), ``SO_REUSEADDR`` elsewhere (a TIME_WAIT leftover blocks no server)."""
+    return ("SO_EXCLUSIVEADDRUSE",) if (platform or PLATFORM) == "win32" else ("SO_REUSEADDR",)
+
+
+def _set_bind_options(sock: socket.socket) -> None:
+    for name in bind_options():
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, name), 1)
+
+
+def with_wildcards(addresses: tuple[str, ...], platform: str | None = None) -> tuple[str, ...]:
+    """The addresses a test must bind to answer for ``addresses``: on BSD and macOS each
+    specific address brings its family's wildcard, which it would bind beside."""
+    if not (platform or PLATFORM).startswith(BSD_PLATFORMS):
+        return addresses
+    extra = [WILDCARDS[_family(a) == socket.AF_INET6] for a in addresses if a not in WILDCARDS]
+    return tuple(dict.fromkeys((*addresses, *extra)))
+
+
+def _reason(error: OSError, platform: str | None = None) -> str:
     if error.errno in _UNAVAILABLE:
         return "unavailable"
+    windows_code = getattr(error, "winerror", None) or error.errno
+    if (platform or PLATFORM) == "win32" and windows_code == WSAEACCES:
+        return "in use"  # no privileged ports there: held exclusively or by the system
     if error.errno in (errno.EACCES, errno.EPERM):
         return "permission denied"
     if error.errno == errno.EADDRINUSE:
@@ -81,7 +116,7 @@ def probe(address: str, port: int) -> AddressStatus:
         return AddressStatus(address, False, _reason(error))
     with sock:
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            _set_bind_options(sock)
             if sock.family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address, port))
@@ -115,7 +150,7 @@ def addresses_for(host: str | None) -> tuple[str, ...]:
 
 
 def _probes(port: int, addresses: tuple[str, ...]) -> tuple[AddressStatus, ...]:
-    return tuple(probe(address, port) for address in addresses)
+    return tuple(probe(address, port) for address in with_wildcards(addresses))
 
 
 def check(port: int, host: str | None = None) -> PortStatus:
@@ -167,11 +202,14 @@ class PortInUse(Exception):
 
 
 def _bind_listening(address: str, port: int, backlog: int) -> socket.socket:
+    beside = with_wildcards((address,))[1:]  # BSD: a wildcard another socket holds
+    if port and beside and not quick_free(port, beside):
+        raise OSError(errno.EADDRINUSE, f"port {port} is in use")
     sock = socket.socket(_family(address), socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        _set_bind_options(sock)
         sock.bind((address, port))
-        # Two SO_REUSEADDR sockets may both bind; only one can listen, so listen decides.
+        # Two SO_REUSEADDR sockets may both bind (Linux); only one can listen: listen decides.
         sock.listen(backlog)
     except BaseException:
         sock.close()
@@ -194,7 +232,7 @@ def reserve(
         try:
             return _bind_listening(address, port, backlog)
         except OSError as error:
-            if error.errno == errno.EADDRINUSE:
+            if _reason(error) == "in use":  # Windows: WSAEACCES too
                 raise PortInUse(check(port, host)) from None
             raise
     for candidate in range(port, 65536):
@@ -203,6 +241,6 @@ def reserve(
         try:
             return _bind_listening(address, candidate, backlog)
         except OSError as error:
-            if error.errno != errno.EADDRINUSE:
+            if _reason(error) != "in use":
                 raise
     return _bind_listening(address, 0, backlog)

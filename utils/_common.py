@@ -52,6 +52,10 @@ class Reader(Protocol):
     """What every platform module (``_linux``, ``_generic``) provides, with these very
     signatures: the one interface the rest of the package reads the system through."""
 
+    # Whether a socket id names one socket for its whole life (a kernel inode), so a
+    # new socket on the same address is told from a forked successor holding the old one.
+    unique_socket_ids: bool
+
     def available(self) -> bool:
         """Whether this system has what the reader needs."""
         ...

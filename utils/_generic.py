@@ -16,6 +16,9 @@ import psutil
 from utils._common import ProcessFacts, SocketHolding
 
 _FAMILIES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
+# psutil names no socket: its id is family, address and port, which a new socket on the
+# same address shares with the old one.
+unique_socket_ids = False
 
 
 def available() -> bool:

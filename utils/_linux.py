@@ -31,6 +31,7 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _MESSAGE = struct.Struct("=xB2x2s2x16s44xI")  # -> state, sport, src, inode
 _FAMILY_NAMES: dict[int, str] = {int(AF_INET): "IPv4", int(AF_INET6): "IPv6"}
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+unique_socket_ids = True  # the kernel's socket inode
 
 Sockets = dict[int, tuple[str, str, int, bool]]  # inode -> (family, address, port, listening)
 

@@ -1,20 +1,30 @@
-"""The one place the platform reader is chosen, once per process (psutil's pattern).
+"""The one place the platform's modules are chosen, once per process (psutil's pattern).
 
-``_linux`` (netlink sock_diag, or the /proc/net text tables, and one pass over
-``/proc/*/fd``) where procfs exists, ``_generic`` (psutil) everywhere else. Both have
+The reader: ``_linux`` (netlink sock_diag, or the /proc/net text tables, and one pass
+over ``/proc/*/fd``) where procfs exists, ``_generic`` (psutil) everywhere else. Both have
 the interface ``_common.Reader``. The environment variable ``PORT_MANAGER_READER``
 (``netlink``, ``procfs`` or ``psutil``) forces one: that is how the test suite runs every
 path on one machine.
+
+The stopper (``_stop_rules.Stopper``): ``_signals`` on POSIX, ``_windows`` on Windows,
+which has no signals to send. What else differs is decided where it is used, by
+functions taking the platform's name, so every platform's decision is tested here:
+``_binding.bind_options`` and ``with_wildcards``, ``_stop_rules.system_pids``.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from utils._common import Reader, ReaderName
 from utils.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from utils._stop_rules import Stopper
+
+StopperName = Literal["posix", "windows"]
 
 READER_VARIABLE = "PORT_MANAGER_READER"
 READERS: tuple[ReaderName, ...] = ("netlink", "procfs", "psutil")
@@ -60,3 +70,19 @@ def _chosen() -> tuple[ReaderName, Reader]:
 def reader_name() -> ReaderName:
     """The name of the reader in force."""
     return _chosen()[0]
+
+
+def stopper_name(platform: str = sys.platform) -> StopperName:
+    """Which stopper ``platform`` needs: signals on POSIX, process trees on Windows."""
+    return "windows" if platform == "win32" else "posix"
+
+
+def stopper() -> Stopper:
+    """The platform's stopper (imported when first asked for)."""
+    if stopper_name() == "windows":
+        from utils import _windows
+
+        return _windows
+    from utils import _signals
+
+    return _signals

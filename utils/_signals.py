@@ -1,5 +1,6 @@
-"""Stopping processes on POSIX: signals through pidfds, suspended processes continued,
-SIGTERM to the top-most holders first, escalation to SIGKILL only at the grace's end."""
+"""The POSIX stopper (``_stop_rules.Stopper``; ``_windows`` is Windows's): signals through
+pidfds, suspended processes continued, SIGTERM to the top-most holders first, escalation
+to SIGKILL only at the grace's end."""
 
 from __future__ import annotations
 
@@ -7,21 +8,20 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
 
 from utils._common import ProcessFacts, poll_until
 from utils._holders import descendants, is_alive
 from utils._platform import reader
-from utils._stop_rules import CleanupResult, Groups, How, StopRole, outcome_of
-
-# Poll exits quickly: a server that is gone should be noticed within a few ms, not after
-# a long back-off interval (the benchmark holds cleanup to "shutdown time + 100 ms").
-POLL_CAP = 0.02
-Progress = Callable[[str], None]
-
-
-def quiet(_: str) -> None:
-    """No progress to show."""
+from utils._stop_rules import (
+    POLL_CAP,
+    CleanupResult,
+    Groups,
+    How,
+    Progress,
+    StopRole,
+    quiet,
+    record,
+)
 
 
 def send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
@@ -100,7 +100,6 @@ def stop_groups(
     start = time.monotonic()
     roots = [members[0] for members in groups.values()]
     targets = [member for members in groups.values() for member in members]
-    root_of = {member.pid: members[0] for members in groups.values() for member in members}
     how: dict[int, How] = {}
     signalled: set[int] = set()
 
@@ -134,7 +133,7 @@ def stop_groups(
     continue_stopped([], lingering)
     poll_until(lambda: not alive(), start + grace, max_interval=POLL_CAP)
     lingering = alive()
-    deliver(lingering, getattr(signal, "SIGKILL", signal.SIGTERM))
+    deliver(lingering, signal.SIGKILL)
     poll_until(lambda: not alive(), time.monotonic() + 5, max_interval=POLL_CAP)
     for member in targets:
         if member.pid in how:
@@ -145,10 +144,4 @@ def stop_groups(
             how[member.pid] = "killed"
         else:
             how[member.pid] = "terminated"
-        role = roles.get(member.pid, "holder")
-        if how[member.pid] == "refused":
-            denied = "permission denied by the system"
-            result.refused.append(outcome_of(member, "refused", denied, role, root_of[member.pid]))
-        else:
-            outcome = outcome_of(member, how[member.pid], role=role, root=root_of[member.pid])
-            result.stopped.append(outcome)
+    record(result, groups, how, roles)

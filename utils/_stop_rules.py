@@ -1,15 +1,19 @@
-"""The safety rules of stopping processes, and the records of what happened to each.
+"""The safety rules of stopping processes, the records of what happened to each, and the
+interface of the platform's stopper.
 
-Never pid 1, this tool or its ancestors; without ``--force`` only the user's own
-processes of this project. A server is a group (its top-most holder and the workers
-sharing its socket) and is refused as a whole: nothing is ever half stopped.
+Never pid 1 (on Windows the System processes), this tool or its ancestors; without
+``--force`` only the user's own processes of this project. A server is a group (its
+top-most holder and the workers sharing its socket) and is refused as a whole: nothing is
+ever half stopped.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol
 
 from utils._common import Listener, ProcessFacts, command_text
 from utils._holders import pids_by_socket, supervisor_of
@@ -17,6 +21,14 @@ from utils._platform import reader
 
 How = Literal["terminated", "killed", "already gone", "still running", "refused", "would terminate"]
 StopRole = Literal["holder", "restarter"]  # a holder of the port, or a restarter of its holders
+Progress = Callable[[str], None]
+# Poll exits quickly: a server that is gone should be noticed within a few ms, not after
+# a long back-off interval (the benchmark holds cleanup to "shutdown time + 100 ms").
+POLL_CAP = 0.02
+
+
+def quiet(_: str) -> None:
+    """No progress to show."""
 
 
 @dataclass(frozen=True)
@@ -75,9 +87,18 @@ class CleanupResult:
         }
 
 
+def system_pids(platform: str = sys.platform) -> dict[int, str]:
+    """The system's own processes, never stopped: init; on Windows the Idle and System
+    processes (pids 0 and 4), as there is no pid 1."""
+    if platform == "win32":
+        never = "is never stopped"
+        return {0: f"the System Idle Process {never}", 4: f"the System process {never}"}
+    return {1: "pid 1 (init) is never stopped"}
+
+
 def protected_pids() -> dict[int, str]:
-    """Processes never to signal: init, this tool, and every ancestor of this tool."""
-    protected = {1: "pid 1 (init) is never stopped", os.getpid(): "this tool's own process"}
+    """Processes never to signal: the system's, this tool, and every ancestor of this tool."""
+    protected = {**system_pids(), os.getpid(): "this tool's own process"}
     pid: int | None = os.getppid()
     while pid and pid not in protected:
         protected[pid] = "an ancestor of this tool (stopping it would stop the tool)"
@@ -93,6 +114,7 @@ class SafetyRules:
         self.force = force
         self.protected = protected_pids()
         self.uid = os.geteuid() if hasattr(os, "geteuid") else None
+        self.user = None if self.uid is not None else _login_name()  # Windows: no uids
 
     def refusal(self, facts: ProcessFacts, project: bool) -> str | None:
         """Why ``facts`` may not be stopped, or None."""
@@ -102,9 +124,28 @@ class SafetyRules:
             return None
         if facts.uid is not None and self.uid is not None and facts.uid != self.uid:
             return f"owned by user {facts.user}, not by you (use --force)"
+        if self.uid is None and not same_user(facts.user, self.user):
+            return f"owned by user {facts.user}, not by you (use --force)"
         if not project:
             return "not a process of this project (use --force)"
         return None
+
+
+def _login_name() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return None
+
+
+def same_user(owner: str | None, me: str | None) -> bool:
+    """Whether a process's owner (psutil on Windows says ``DOMAIN\\name``) is this user;
+    an owner the system does not tell, or no name of our own, is not a difference."""
+    if owner is None or me is None:
+        return True
+    return owner.rpartition("\\")[2].casefold() == me.rpartition("\\")[2].casefold()
 
 
 def outcome_of(
@@ -137,6 +178,33 @@ def identity(facts: ProcessFacts) -> Identity:
 
 
 Groups = dict[int, list[ProcessFacts]]  # top-most holder pid -> that holder and its workers
+# stop_groups(groups, grace, result, roles, progress): stop every group, its top-most
+# process first, within ``grace`` seconds where the platform can ask gracefully, and
+# record what happened to each member in ``result``.
+StopGroups = Callable[[Groups, float, "CleanupResult", dict[int, StopRole], Progress], None]
+
+
+class Stopper(Protocol):
+    """What every platform's stopper module provides (``_signals`` on POSIX, ``_windows``
+    on Windows), chosen once by ``_platform.stopper()``."""
+
+    @property
+    def stop_groups(self) -> StopGroups: ...
+
+
+def record(
+    result: CleanupResult, groups: Groups, how: dict[int, How], roles: dict[int, StopRole]
+) -> None:
+    """Every member's outcome into ``result``: refused by the system, or how it ended."""
+    for members in groups.values():
+        for member in members:
+            role = roles.get(member.pid, "holder")
+            if how[member.pid] == "refused":
+                denied = "permission denied by the system"
+                result.refused.append(outcome_of(member, "refused", denied, role, members[0]))
+            else:
+                ended = outcome_of(member, how[member.pid], role=role, root=members[0])
+                result.stopped.append(ended)
 
 
 class Grouping(NamedTuple):

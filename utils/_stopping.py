@@ -25,20 +25,22 @@ import time
 from utils._binding import free_for_servers
 from utils._common import Listener, ProcessFacts
 from utils._holders import listeners
-from utils._platform import reader
+from utils._platform import reader, stopper
 from utils._project_policy import is_project_process
-from utils._signals import POLL_CAP, Progress, quiet, stop_groups
 from utils._stop_rules import (
+    POLL_CAP,
     CleanupResult,
     Grouping,
     Groups,
     Identity,
     Outcome,
+    Progress,
     SafetyRules,
     StopRole,
     group_holders,
     identity,
     outcome_of,
+    quiet,
     refusals,
 )
 from utils._values import DEFAULT_GRACE_SECONDS, DEFAULT_SETTLE_SECONDS
@@ -72,18 +74,30 @@ class History:
                     if ancestor is not None:
                         self.ancestors[identity(ancestor)] = ancestor
 
+    def successor(self, holder: ProcessFacts, sockets: set[str]) -> bool:
+        """Whether ``holder`` took over from a stopped holder rather than being restarted:
+        it holds a socket a stopped holder held (a fork keeps the socket) where socket
+        ids tell sockets apart; with psutil's ids (address and port, which a new socket
+        shares), it was started by a stopped holder that is still exiting."""
+        if reader().unique_socket_ids:
+            return bool(sockets & self.sockets)
+        parent = reader().process_facts(holder.ppid) if holder.ppid else None
+        return parent is not None and identity(parent) in self.handled
+
     def restarter_of(self, holder: ProcessFacts) -> ProcessFacts | None:
         """The process that started both ``holder`` and a stopped one: its parent, or its
         grandparent through a parent started after the stop (``sh -c`` in a loop)."""
-        parent = reader().process_facts(holder.ppid) if holder.ppid else None
+        child, parent = holder, reader().process_facts(holder.ppid) if holder.ppid else None
         for _ in range(2):
             if parent is None or parent.pid == 1:
                 return None  # orphans are adopted by init: init restarts nothing of ours
+            if parent.start_time > child.start_time:
+                return None  # Windows keeps a gone parent's pid, which a newer one reused
             if identity(parent) in self.ancestors:
                 return parent
             if parent.start_time <= self.newest_start:
                 return None  # an older process that started none of the stopped ones
-            parent = reader().process_facts(parent.ppid) if parent.ppid else None
+            child, parent = parent, reader().process_facts(parent.ppid) if parent.ppid else None
         return None
 
 
@@ -91,12 +105,12 @@ def _restarters(
     grouping: Grouping, history: History, rules: SafetyRules, port: int
 ) -> tuple[list[ProcessFacts], list[Outcome]]:
     """The processes that started both a holder already stopped and one of these new
-    holders: those the rules let us stop, and the refused ones. A holder of a socket that
-    a stopped holder held is its successor (a fork keeps the socket), not a restart."""
+    holders: those the rules let us stop, and the refused ones. A successor of a stopped
+    holder (``History.successor``) is not a restart."""
     allowed: list[ProcessFacts] = []
     refused: list[Outcome] = []
     for root, members in grouping.groups.items():
-        if grouping.sockets.get(root, set()) & history.sockets:
+        if history.successor(members[0], grouping.sockets.get(root, set())):
             continue
         parent = history.restarter_of(members[0])
         if parent is None or parent in allowed or any(o.pid == parent.pid for o in refused):
@@ -202,7 +216,7 @@ def cleanup(
         order: Groups = {parent.pid: [parent] for parent in restarters} | fresh
         history.handled.update(identity(parent) for parent in restarters)
         roles: dict[int, StopRole] = {parent.pid: "restarter" for parent in restarters}
-        stop_groups(order, grace, result, roles, progress)
+        stopper().stop_groups(order, grace, result, roles, progress)
         rows, freed = _settle(port, settle, progress)
     result.freed = freed and not (dry_run or result.refused or rows)
     if not result.freed and not dry_run:
@@ -228,7 +242,7 @@ def stop_processes(
     project = {member.pid: is_project_process(member) for member in members}
     result.refused.extend(refusals(groups, project, rules))
     if not result.refused:
-        stop_groups(groups, grace, result, {})
+        stopper().stop_groups(groups, grace, result, {}, quiet)
     result.freed = not result.refused and all(
         outcome.how in ("terminated", "killed", "already gone") for outcome in result.stopped
     )

@@ -69,13 +69,9 @@ class PortRegistry:
         pid = owner.rpartition(":")[2]
         if owner == self.run or not pid.isdigit():
             return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except OSError:
-            return False
-        return False
+        import psutil  # not os.kill(pid, 0): on Windows that terminates the process
+
+        return not psutil.pid_exists(int(pid))
 
     def release_all(self) -> None:
         """Give back every port this run claimed (at the end of the run)."""

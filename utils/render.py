@@ -5,6 +5,9 @@ and may hold escape sequences, carriage returns or newlines that would fake rows
 the screen or retitle the terminal. Every human printer passes them through
 ``printable()``; only JSON carries them exactly. Tables are hand-written rather than a
 table library, which would cost more start-up time than the whole answer.
+
+A Windows console shows escape sequences as text until its virtual terminal processing
+is switched on (``speaks_ansi``); where that fails, nothing is painted or rewritten.
 """
 
 from __future__ import annotations
@@ -16,6 +19,9 @@ from typing import Any, NamedTuple, TextIO
 
 _COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+PLATFORM = sys.platform
+ENABLE_VIRTUAL_TERMINAL_PROCESSING = 0x0004  # SetConsoleMode's flag (Windows 10 and later)
+_INVALID_HANDLE = (0, -1)
 
 
 def printable(text: str) -> str:
@@ -44,7 +50,46 @@ def colour_enabled(stream: TextIO) -> bool:
         return False
     if os.environ.get("FORCE_COLOR", "") not in ("", "0"):
         return True
-    return os.environ.get("TERM") != "dumb" and stream.isatty()
+    return os.environ.get("TERM") != "dumb" and stream.isatty() and speaks_ansi(stream)
+
+
+def speaks_ansi(stream: TextIO, platform: str | None = None) -> bool:
+    """Whether escape sequences written to ``stream`` reach the screen as colour: a POSIX
+    terminal's always do; a Windows console's once VT processing is on (turned on here)."""
+    if (platform or PLATFORM) != "win32":
+        return True
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):
+        return False  # not a file, so not a console whose mode could be set
+    return _windows_console_vt(fd)
+
+
+def _windows_console_vt(fd: int) -> bool:
+    if sys.platform == "win32":  # mypy reads the Windows-only modules only here
+        import ctypes
+        import msvcrt
+
+        try:
+            kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+            return enable_vt_mode(kernel32, msvcrt.get_osfhandle(fd))
+        except OSError:
+            return False
+    return False
+
+
+def enable_vt_mode(kernel32: Any, handle: int) -> bool:
+    """Switch on VT processing of the console behind ``handle`` (kernel32's
+    GetConsoleMode/SetConsoleMode): whether it is on. False for no console, or one too
+    old to know the flag (before Windows 10), which refuses it."""
+    import ctypes
+
+    mode = ctypes.c_uint32()
+    if handle in _INVALID_HANDLE or not kernel32.GetConsoleMode(handle, ctypes.byref(mode)):
+        return False
+    if mode.value & ENABLE_VIRTUAL_TERMINAL_PROCESSING:
+        return True
+    return bool(kernel32.SetConsoleMode(handle, mode.value | ENABLE_VIRTUAL_TERMINAL_PROCESSING))
 
 
 def paint(text: str, colour: str, enabled: bool) -> str:
@@ -99,7 +144,7 @@ class Progress:
     @classmethod
     def for_stream(cls, stream: TextIO, *, enabled: bool = True) -> Progress:
         on_terminal = stream.isatty() and os.environ.get("TERM") != "dumb"
-        return cls(stream, enabled and on_terminal)
+        return cls(stream, enabled and on_terminal and speaks_ansi(stream))
 
     def show(self, text: str) -> None:
         """Replace the status line with ``text`` (at most ten times a second)."""

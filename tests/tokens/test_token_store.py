@@ -18,7 +18,7 @@ from backend.services.integrations.records import TokenSet
 from backend.services.integrations.store import TokenStore
 from backend.services.integrations.unified_token_service import UnifiedTokenService
 from backend.settings import load_settings
-from tests.conftest import fresh_port
+from tests.conftest import LINUX, WINDOWS, fresh_port, needs
 from tests.tokens.conftest import PostgresServer, new_key
 from utils.errors import InvalidValue
 
@@ -35,6 +35,10 @@ def sqlite_service(path: Path, timeout: float = 10.0) -> UnifiedTokenService:
     )
 
 
+POSIX_MODES = needs(not WINDOWS, "POSIX file modes (Windows: the folder's ACL, docs/tokens.md)")
+
+
+@POSIX_MODES
 def test_database_directory_and_key_are_private_even_with_a_permissive_umask(
     tmp_path: Path, clean_token_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -60,6 +64,7 @@ def test_database_directory_and_key_are_private_even_with_a_permissive_umask(
     }
 
 
+@POSIX_MODES
 def test_an_existing_database_readable_by_others_is_made_private(tmp_path: Path) -> None:
     path = tmp_path / "tokens.db"
     path.touch()
@@ -220,15 +225,56 @@ def test_postgres_urls_use_psycopg(postgres_server: PostgresServer) -> None:
         assert store.kind == "postgresql"
 
 
+@needs(not WINDOWS, "a home directory named by HOME (Windows: USERPROFILE)")
 def test_the_default_data_directory_is_per_user(
     tmp_path: Path, clean_token_env: pytest.MonkeyPatch
 ) -> None:
     clean_token_env.setenv("HOME", str(tmp_path / "home"))
-    assert factory.data_dir(load_settings()) == tmp_path / "home/.local/share/portkeeper"
-    clean_token_env.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    assert factory.data_dir(load_settings()) == tmp_path / "xdg/portkeeper"
+    if LINUX:  # the XDG rules, as before platformdirs: a relative XDG_DATA_HOME is ignored
+        assert factory.data_dir(load_settings()) == tmp_path / "home/.local/share/portkeeper"
+        clean_token_env.setenv("XDG_DATA_HOME", "relative/xdg")
+        assert factory.data_dir(load_settings()) == tmp_path / "home/.local/share/portkeeper"
+        clean_token_env.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+        assert factory.data_dir(load_settings()) == tmp_path / "xdg/portkeeper"
+    else:  # macOS
+        expected = tmp_path / "home/Library/Application Support/portkeeper"
+        assert factory.data_dir(load_settings()) == expected
     clean_token_env.setenv("DATA_DIR", "~/tokens")
     assert factory.data_dir(load_settings()) == tmp_path / "home/tokens"
     store = factory.token_store(load_settings())
     assert store.path == tmp_path / "home/tokens/tokens.db"
     assert not store.path.parent.exists()  # nothing is created before first use
+
+
+@needs(WINDOWS, "Windows")
+def test_the_default_data_directory_on_windows_is_local_app_data(
+    clean_token_env: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    found = factory.data_dir(load_settings())
+    assert found.name == "portkeeper" and found.is_absolute()
+    assert found.parent == Path(os.environ["LOCALAPPDATA"])
+
+
+def test_where_modes_mean_nothing_the_store_file_is_only_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Windows: st_mode always looks open to others and os.fchmod is missing before
+    Python 3.13; the first start must neither crash nor warn (the folder's ACL applies)."""
+    from backend.services.integrations.store import create_private_file
+
+    real_fstat = os.fstat
+
+    def windows_fstat(fd: int) -> os.stat_result:  # every file there looks 0o666
+        found = list(real_fstat(fd))
+        found[0] = stat.S_IFREG | 0o666
+        return os.stat_result(found)
+
+    monkeypatch.delattr(os, "fchmod", raising=False)
+    monkeypatch.setattr(os, "fstat", windows_fstat)
+    path = tmp_path / "data" / "tokens.db"
+    caplog.set_level(logging.WARNING)
+    create_private_file(path, posix_modes=False)
+    create_private_file(path, posix_modes=False)  # the second start finds it
+    assert path.is_file() and caplog.records == []

@@ -3,10 +3,17 @@ platform reader that answers from them, so the rules are tested without a real p
 
 from __future__ import annotations
 
+import os
+
 from utils._common import Listener, ProcessFacts, Role, SocketHolding
+from utils._stop_rules import _login_name
 
 # A user id no test process runs as: "another user" without needing one.
 OTHER_UID = 54321
+# This user as a reader describes their processes: the uid (Windows has none) and the
+# name, which the safety rules compare where there are no uids.
+MY_UID = os.geteuid() if hasattr(os, "geteuid") else None
+MY_USER = _login_name()
 # A working directory outside any project: nothing resolves there as the project's code.
 ELSEWHERE = "/"
 SPAWN = ("python3", "-B", "-c", "from multiprocessing.spawn import spawn_main; spawn_main()")
@@ -75,6 +82,8 @@ def row(
 
 class FakeReader:
     """A platform reader (``utils._common.Reader``) over synthetic sockets and processes."""
+
+    unique_socket_ids = True
 
     def __init__(
         self,

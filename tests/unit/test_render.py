@@ -1,10 +1,12 @@
 """Rendering (utils/render.py): escaping of outside text, aligned tables, when colour is
-on, the live status line and the JSON encoder's shape."""
+on (a Windows console's VT mode included, on a fake kernel32), the live status line and
+the JSON encoder's shape."""
 
 from __future__ import annotations
 
 import io
 import json
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,12 @@ class Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
+
+
+@pytest.fixture(autouse=True)
+def _posix_terminals(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Terminals speak ANSI as on POSIX; the Windows console's part is tested below."""
+    monkeypatch.setattr(render, "PLATFORM", "linux")
 
 
 # ------------------------------------------------------------------ escaping
@@ -145,3 +153,72 @@ def test_json_is_one_compact_line_off_a_terminal(capsys: pytest.CaptureFixture[s
     out = capsys.readouterr().out
     assert out.count("\n") == 1 and "\x1b" not in out
     assert json.loads(out) == {"cmdline": ["a\x1bb", "\u00e9"], "port": 1}
+
+
+# ------------------------------------------------------------------ Windows consoles
+
+
+class FakeKernel32:
+    """GetConsoleMode/SetConsoleMode of one console (``mode`` None: not a console)."""
+
+    def __init__(self, mode: int | None, accepts: bool = True) -> None:
+        self.mode = mode
+        self.accepts = accepts
+        self.set_to: list[int] = []
+
+    def GetConsoleMode(self, handle: int, pointer: Any) -> int:  # kernel32's names
+        if self.mode is None:
+            return 0
+        pointer._obj.value = self.mode
+        return 1
+
+    def SetConsoleMode(self, handle: int, mode: int) -> int:
+        self.set_to.append(mode)
+        return int(self.accepts)
+
+
+VT = render.ENABLE_VIRTUAL_TERMINAL_PROCESSING
+
+
+@pytest.mark.parametrize(
+    ("kernel32", "handle", "on", "set_to"),
+    [
+        (FakeKernel32(0x3), 7, True, [0x3 | VT]),  # switched on, other flags kept
+        (FakeKernel32(0x3 | VT), 7, True, []),  # already on: left alone
+        (FakeKernel32(0x3, accepts=False), 7, False, [0x3 | VT]),  # a console before Windows 10
+        (FakeKernel32(None), 7, False, []),  # a file or a pipe: no console mode
+        (FakeKernel32(0x3), -1, False, []),  # INVALID_HANDLE_VALUE
+    ],
+)
+def test_a_windows_console_gets_vt_processing_or_no_colour(
+    kernel32: FakeKernel32, handle: int, on: bool, set_to: list[int]
+) -> None:
+    assert render.enable_vt_mode(kernel32, handle) is on
+    assert kernel32.set_to == set_to
+
+
+def test_ansi_is_spoken_on_posix_and_on_windows_only_by_a_console_that_was_switched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Console(Terminal):
+        def fileno(self) -> int:
+            return 1
+
+    assert render.speaks_ansi(io.StringIO(), "linux")
+    assert not render.speaks_ansi(Terminal(), "win32")  # no file: no console mode to set
+    switched: list[int] = []
+    answer = [False]
+
+    def console_vt(fd: int) -> bool:
+        switched.append(fd)
+        return answer[0]
+
+    monkeypatch.setattr(render, "_windows_console_vt", console_vt)
+    monkeypatch.setattr(render, "PLATFORM", "win32")
+    for name in ("NO_COLOR", "FORCE_COLOR", "TERM"):
+        monkeypatch.delenv(name, raising=False)
+    assert not render.colour_enabled(Console())
+    assert not render.Progress.for_stream(Console()).enabled
+    answer[0] = True
+    assert render.colour_enabled(Console()) and render.Progress.for_stream(Console()).enabled
+    assert switched == [1, 1, 1, 1]

@@ -150,9 +150,9 @@ def test_what_is_said_of_holders_the_system_does_not_name(
     assert "bound but not listening" in (_reports.unnamed_holders_note([]) or "")
     assert _reports.unnamed_holders_note([row(facts(10))]) is None
     hidden = [row(facts(10)), row(None)]
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000, raising=False)  # (Windows has none)
     assert "another user (try as root)" in (_reports.unnamed_holders_note(hidden) or "")
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0, raising=False)
     assert "another PID namespace" in (_reports.unnamed_holders_note(hidden) or "")
 
 

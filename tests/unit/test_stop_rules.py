@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.unit.synthetic import OTHER_UID, FakeReader, facts, row
+from tests.unit.synthetic import MY_UID, MY_USER, OTHER_UID, FakeReader, facts, row
 from utils._stop_rules import (
     CleanupResult,
     Outcome,
@@ -17,6 +17,7 @@ from utils._stop_rules import (
     outcome_of,
     protected_pids,
     refusals,
+    system_pids,
 )
 
 ME = os.getpid()
@@ -40,7 +41,7 @@ def ancestry(fake_reader: FakeReader) -> FakeReader:
 def test_init_the_tool_and_its_ancestors_are_protected(ancestry: FakeReader) -> None:
     protected = protected_pids()
     assert protected == {
-        1: "pid 1 (init) is never stopped",
+        **system_pids(),  # pid 1 (init); Windows's System processes there
         ME: "this tool's own process",
         os.getppid(): "an ancestor of this tool (stopping it would stop the tool)",
         900_001: "an ancestor of this tool (stopping it would stop the tool)",
@@ -50,9 +51,10 @@ def test_init_the_tool_and_its_ancestors_are_protected(ancestry: FakeReader) -> 
 @pytest.mark.parametrize("force", [False, True])
 def test_protected_processes_are_refused_even_with_force(ancestry: FakeReader, force: bool) -> None:
     rules = SafetyRules(force)
-    assert rules.refusal(facts(1, None, uid=0), True) == "pid 1 (init) is never stopped"
-    assert rules.refusal(facts(ME, uid=os.geteuid()), True) == "this tool's own process"
-    assert "ancestor" in (rules.refusal(facts(900_001, uid=os.geteuid()), True) or "")
+    for system, reason in system_pids().items():
+        assert rules.refusal(facts(system, None, uid=0), True) == reason
+    assert rules.refusal(facts(ME, uid=MY_UID, user=MY_USER), True) == "this tool's own process"
+    assert "ancestor" in (rules.refusal(facts(900_001, uid=MY_UID, user=MY_USER), True) or "")
 
 
 def test_another_users_process_needs_force(ancestry: FakeReader) -> None:
@@ -64,7 +66,7 @@ def test_another_users_process_needs_force(ancestry: FakeReader) -> None:
 
 
 def test_a_process_that_is_not_the_projects_needs_force(ancestry: FakeReader) -> None:
-    foreign = facts(500, uid=os.geteuid())
+    foreign = facts(500, uid=MY_UID, user=MY_USER)
     assert SafetyRules(False).refusal(foreign, False) == (
         "not a process of this project (use --force)"
     )
@@ -72,8 +74,8 @@ def test_a_process_that_is_not_the_projects_needs_force(ancestry: FakeReader) ->
 
 
 def test_the_users_own_project_process_may_be_stopped(ancestry: FakeReader) -> None:
-    assert SafetyRules(False).refusal(facts(500, uid=os.geteuid()), True) is None
-    assert SafetyRules(False).refusal(facts(501, uid=None), True) is None  # owner not told
+    assert SafetyRules(False).refusal(facts(500, uid=MY_UID, user=MY_USER), True) is None
+    assert SafetyRules(False).refusal(facts(501, uid=None, user=None), True) is None  # not told
 
 
 # ------------------------------------------------------------------ groups
@@ -134,9 +136,8 @@ def test_a_process_is_the_projects_if_any_of_its_rows_says_so() -> None:
 
 def test_a_server_is_refused_as_a_whole(ancestry: FakeReader) -> None:
     """One worker of another user: the supervisor and the other worker are refused too."""
-    mine = os.geteuid()
-    supervisor = facts(100, 1, cmdline=UVICORN, uid=mine)
-    ok_worker = facts(101, 100, uid=mine)
+    supervisor = facts(100, 1, cmdline=UVICORN, uid=MY_UID, user=MY_USER)
+    ok_worker = facts(101, 100, uid=MY_UID, user=MY_USER)
     theirs = facts(102, 100, uid=OTHER_UID, user="mallory")
     groups = {100: [supervisor, ok_worker, theirs]}
     project = {100: True, 101: True, 102: True}
@@ -151,8 +152,10 @@ def test_a_server_is_refused_as_a_whole(ancestry: FakeReader) -> None:
 
 
 def test_only_the_refused_group_is_refused(ancestry: FakeReader) -> None:
-    mine = os.geteuid()
-    groups = {100: [facts(100, uid=mine)], 200: [facts(200, uid=mine)]}
+    groups = {
+        100: [facts(100, uid=MY_UID, user=MY_USER)],
+        200: [facts(200, uid=MY_UID, user=MY_USER)],
+    }
     refused = refusals(groups, {100: True, 200: False}, SafetyRules(False))
     assert [(o.pid, o.reason) for o in refused] == [
         (200, "not a process of this project (use --force)")

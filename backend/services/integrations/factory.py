@@ -1,14 +1,16 @@
 """Build the token service from the settings, and hold one lazily for the web app.
 
-Defaults: the SQLite file ``tokens.db`` in the data directory (``DATA_DIR``, else
-``$XDG_DATA_HOME/portkeeper``, else ``~/.local/share/portkeeper``). A per-user directory
-outside the repository keeps the database and the development key out of version
-control and out of ``git clean``, and is shared by every worker and checkout of the user.
+Defaults: the SQLite file ``tokens.db`` in the data directory: ``DATA_DIR``, else the
+platform's per-user data directory as platformdirs names it - Linux and the BSDs
+``$XDG_DATA_HOME/portkeeper``, else ``~/.local/share/portkeeper``; macOS
+``~/Library/Application Support/portkeeper``; Windows
+``%LOCALAPPDATA%\\portkeeper``. A per-user directory outside the repository keeps the
+database and the development key out of version control and out of ``git clean``, and is
+shared by every worker and checkout of the user.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 
@@ -26,15 +28,16 @@ def data_dir(settings: Settings) -> Path:
     """Where the SQLite store and the development key live."""
     if settings.data_dir is not None:
         return settings.data_dir.expanduser().absolute()
-    xdg = os.environ.get("XDG_DATA_HOME", "").strip()
-    if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / APP_DIR_NAME
-    try:
-        return Path.home() / ".local" / "share" / APP_DIR_NAME
-    except RuntimeError:
+    import platformdirs
+
+    # appauthor=False: no vendor folder on Windows. The XDG rules (a relative
+    # XDG_DATA_HOME is ignored) hold from platformdirs 4.11.8 on: requirements.txt.
+    found = Path(platformdirs.user_data_dir(APP_DIR_NAME, appauthor=False))
+    if not found.is_absolute():  # "~/..." left unexpanded: no home directory
         raise InvalidValue(
             "DATA_DIR is not set and this user has no home directory: expected DATA_DIR=PATH"
-        ) from None
+        )
+    return found
 
 
 def key_ring(settings: Settings) -> KeyRing:

@@ -6,7 +6,10 @@ for the writer) with a busy timeout. The pysqlite driver's own transaction handl
 turned off so that a write transaction starts with ``BEGIN IMMEDIATE``: the database's
 write lock is taken at the start, so two writers never both read a stale row and then
 both write. The file (and its -wal/-shm companions, which SQLite creates with the same
-mode) is created 0600 in a 0700 directory.
+mode) is created 0600 in a 0700 directory. Windows has no such modes (``os.chmod`` only
+sets the read-only flag there, and ``os.fchmod`` is missing before Python 3.13): the
+files are private through the ACL their folder passes on - the user profile's for the
+default data directory (docs/tokens.md).
 
 PostgreSQL (``DATABASE_URL``): rows are locked with ``SELECT ... FOR UPDATE``; waiting
 for a lock is bounded by ``lock_timeout`` and connecting by ``connect_timeout``, both
@@ -236,15 +239,16 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def create_private_file(path: Path) -> None:
-    """Create the database file 0600 (its directory 0700); tighten an existing looser file."""
+def create_private_file(path: Path, *, posix_modes: bool = os.name == "posix") -> None:
+    """Create the database file 0600 (its directory 0700); tighten an existing looser file.
+
+    Where modes mean nothing (Windows: ``posix_modes`` False) the file only is created."""
     if not path.parent.exists():
         ensure_private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
-            os.fchmod(fd, 0o600)
+        if posix_modes and stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)  # through the descriptor: no race with a renamed path
             logger.warning("token store %s was readable by others: set its mode to 0600", path)
     finally:
         os.close(fd)
