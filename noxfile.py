@@ -77,7 +77,7 @@ def tests_generic(session: nox.Session) -> None:
         session.skip("psutil is this system's only reader: nox -s tests runs these tests so")
     _install_dev(session)
     reader = {**NO_DOWNLOADS, "PORT_MANAGER_READER": "psutil"}
-    session.run("pytest", *HOLDER_TESTS, *session.posargs, env=reader)
+    session.run("pytest", "--numprocesses=auto", *HOLDER_TESTS, *session.posargs, env=reader)
 
 
 @nox.session(python=DEFAULT_PYTHON)

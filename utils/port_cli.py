@@ -12,17 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from utils import __version__
+from utils import port_manager as ports
 from utils._arguments import Command, Option, UsageError, fail, parse, usage, wants_help
 from utils.errors import EXIT_NO, EXIT_OK, EXIT_USAGE
-from utils.port_manager import (
-    DEFAULT_GRACE_SECONDS,
-    DEFAULT_PORT,
-    DEFAULT_SETTLE_SECONDS,
-    DEFAULT_WAIT_SECONDS,
-    MAX_GRACE_SECONDS,
-    MAX_SETTLE_SECONDS,
-    MAX_WAIT_SECONDS,
-)
 
 DESCRIPTION = "List, check, find, free and wait for TCP ports."
 
@@ -33,7 +25,11 @@ def _limits(default: float, maximum: float) -> str:
 
 _JSON = Option("--json", "print one JSON document on stdout")
 _START = Option(
-    "--start", f"first port to try (default {DEFAULT_PORT})", True, str(DEFAULT_PORT), "PORT"
+    "--start",
+    f"first port to try (default {ports.DEFAULT_PORT})",
+    True,
+    str(ports.DEFAULT_PORT),
+    "PORT",
 )
 _HOST = Option("--host", "hostname or IP address (default: every local address)", True)
 _PORT = Option("--port", "a port, as the PORT argument (may be repeated)", True, None, "PORT", True)
@@ -66,17 +62,18 @@ COMMANDS = (
             Option("--force", "also stop processes that are not this project's"),
             Option(
                 "--grace",
-                f"seconds before SIGKILL{_limits(DEFAULT_GRACE_SECONDS, MAX_GRACE_SECONDS)}",
+                "seconds before SIGKILL"
+                + _limits(ports.DEFAULT_GRACE_SECONDS, ports.MAX_GRACE_SECONDS),
                 True,
-                f"{DEFAULT_GRACE_SECONDS:g}",
+                f"{ports.DEFAULT_GRACE_SECONDS:g}",
                 "SECONDS",
             ),
             Option(
                 "--settle",
                 "seconds the port must stay free to count as freed"
-                + _limits(DEFAULT_SETTLE_SECONDS, MAX_SETTLE_SECONDS),
+                + _limits(ports.DEFAULT_SETTLE_SECONDS, ports.MAX_SETTLE_SECONDS),
                 True,
-                f"{DEFAULT_SETTLE_SECONDS:g}",
+                f"{ports.DEFAULT_SETTLE_SECONDS:g}",
                 "SECONDS",
             ),
             Option("--dry-run", "print what would be stopped, stop nothing"),
@@ -93,9 +90,9 @@ COMMANDS = (
             Option("--host", "host to connect to (default 127.0.0.1, then ::1)", True),
             Option(
                 "--timeout",
-                f"seconds to wait{_limits(DEFAULT_WAIT_SECONDS, MAX_WAIT_SECONDS)}",
+                f"seconds to wait{_limits(ports.DEFAULT_WAIT_SECONDS, ports.MAX_WAIT_SECONDS)}",
                 True,
-                f"{DEFAULT_WAIT_SECONDS:g}",
+                f"{ports.DEFAULT_WAIT_SECONDS:g}",
                 "SECONDS",
             ),
             Option("--free", "wait until PORT is free instead"),
