@@ -14,19 +14,24 @@ options Invoke knows.
 
 from __future__ import annotations
 
+from typing import Any
+
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task, task
 
 from backend.setting_specs import ServeFlags, serve_flags
-from utils.port_cli import option_default, task_help
+from utils.port_cli import command, option_default, task_help
+from utils.port_manager import PORT_RANGE
 from utils.task_arguments import accept_ports_as_arguments
 
 PORT_TASKS = ("ports.check", "ports.cleanup", "ports.wait")  # ports typed as arguments
 
 # The flags' help is the CLI's (utils/port_cli.py), but for the port: as arguments here too.
-PORT_HELP = "TCP port 1-65535; also as arguments, several at once: ports.check 8000 8001"
+PORTS = "TCP port {}-{}".format(*PORT_RANGE)
+PORT_HELP = f"{PORTS}; also as arguments, several at once: ports.check 8000 8001"
+ONE_PORT_HELP = f"{PORTS}; also as the argument: ports.wait 8000"
 
 
 def _finish(status: int) -> None:
@@ -43,14 +48,13 @@ def _required(ports: list[str] | None, *, one: bool = False) -> list[str]:
         if ports:
             error_line(f"this command takes one port, not {len(ports)}: {' '.join(ports)}")
         else:
-            error_line("a port is required (as an argument or --port): an integer 1 to 65535")
+            error_line(f"a port is required (as an argument or --port): a {PORTS}")
         raise Exit(code=EXIT_USAGE)
     return ports
 
 
 @task(name="list", help=task_help("list"))
 def list_(c: Context, all: bool = False, json: bool = False) -> None:
-    """List listening TCP sockets with every process holding each one."""
     from utils.port_commands import run_list
 
     _finish(run_list(all_listeners=all, as_json=json))
@@ -64,7 +68,6 @@ def list_(c: Context, all: bool = False, json: bool = False) -> None:
 def check(
     c: Context, port: list[str] | None = None, host: str | None = None, json: bool = False
 ) -> None:
-    """Exit 0 if every port is free to bind, 1 if one is in use (and name who holds it)."""
     from utils.port_commands import run_check
 
     _finish(run_check(_required(port), host=host, as_json=json))
@@ -77,7 +80,6 @@ def find(
     host: str | None = None,
     json: bool = False,
 ) -> None:
-    """Print the first free port at or above --start, else one the OS assigns."""
     from utils.port_commands import run_find
 
     _finish(run_find(start=start, host=host, as_json=json))
@@ -93,7 +95,6 @@ def cleanup(
     dry_run: bool = False,
     json: bool = False,
 ) -> None:
-    """Free ports (none given: every port of this project's servers) gracefully, verified."""
     from utils.port_commands import run_cleanup
 
     _finish(
@@ -109,7 +110,7 @@ def cleanup(
 
 
 @task(
-    help=task_help("wait", port=PORT_HELP),
+    help=task_help("wait", port=ONE_PORT_HELP),
     iterable=["port"],
     auto_shortflags=False,  # -h is help, not --host
 )
@@ -122,13 +123,20 @@ def wait(
     http: str | None = None,
     json: bool = False,
 ) -> None:
-    """Wait until the port accepts connections (or answers HTTP 2xx, or is free)."""
     from utils.port_commands import run_wait
 
     (one,) = _required(port, one=True)
     _finish(run_wait(one, host=host, timeout=timeout, free=free, http=http, as_json=json))
 
 
+def _described_by_the_cli(*port_tasks: Task[Any]) -> None:
+    """Each ports.* task says what its CLI command says (one table: utils/port_cli.py)."""
+    for port_task in port_tasks:
+        text = command(port_task.name).help
+        port_task.__doc__ = f"{text[0].upper()}{text[1:]}."
+
+
+_described_by_the_cli(list_, check, find, cleanup, wait)
 ports = Collection("ports", list_, check, find, cleanup, wait)
 
 

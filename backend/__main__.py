@@ -13,12 +13,14 @@ from typing import NoReturn
 
 from backend.setting_specs import HOST, SETTINGS, SWITCHES, ServeFlags, serve_flags
 from backend.setting_types import Mode
+from utils.errors import EXIT_USAGE, error_line
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see python -m backend --help)\n")
-        raise SystemExit(2)
+        """argparse's complaint as the error contract's one escaped line, exit 2."""
+        error_line(f"{message} (see python -m backend --help)")
+        raise SystemExit(EXIT_USAGE)
 
 
 def parser() -> argparse.ArgumentParser:

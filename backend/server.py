@@ -22,10 +22,11 @@ from backend.setting_specs import (
     HOST,
     LOG_LEVEL,
     PORT,
+    PORT_ZERO_REFUSED,
     WEB_CONCURRENCY,
     ServeFlags,
 )
-from backend.setting_types import Mode
+from backend.setting_types import MODE_NAMES, Mode
 from backend.settings import Settings, load_settings
 from utils import port_manager
 from utils.errors import EXIT_OK, InvalidValue, guarded
@@ -76,10 +77,7 @@ def build_request(mode: Mode, flags: ServeFlags, settings: Settings) -> StartReq
         raise InvalidValue(f"--find-port is not valid in production: {FIND_PORT.refused_in(mode)}")
     if flags.port is not None and str(flags.port) == "0":
         if mode == "prod":
-            raise InvalidValue(
-                "--port '0' is not valid in production: the platform routes traffic to one "
-                "fixed port, so an OS-assigned one would be unreachable"
-            )
+            raise InvalidValue(f"--port '0' is not valid in production: {PORT_ZERO_REFUSED}")
         port, port_from = 0, "--port"  # any free port, as uvicorn --port 0: announced
     else:
         port, port_from = settings.chosen(PORT, mode, flags.port)
@@ -146,24 +144,15 @@ def acquire_socket(request: StartRequest) -> tuple[socket.socket, str]:
         if request.find_port:
             sock = port_manager.reserve(request.port, request.host, search=True)
             return sock, f"port {request.port} is held by {holders}"
-        # --cleanup-port stops only this user's processes of this project: name the flag
-        # that will work for the holder at hand.
-        ours = all(holder.project and holder.user == _user() for holder in busy.status.holders)
-        stop = "--cleanup-port" if ours and busy.status.holders else "--force-cleanup"
+        # --cleanup-port stops what the safety rules allow without --force: name the flag
+        # that will work for the holder at hand (the rules decide, on a dry run).
+        allowed = not port_manager.cleanup(request.port, dry_run=True).refused
+        stop = "--cleanup-port" if allowed and busy.status.holders else "--force-cleanup"
         hint = "" if request.mode == "prod" else "--find-port to use the next free port, or "
         raise StartRefused(
             f"port {request.port} ({request.port_from}) is in use by {holders}; "
             f"use {hint}{stop} to stop it"
         ) from None
-
-
-def _user() -> str | None:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return None
 
 
 def url_of(sock: socket.socket, host: str) -> str:
@@ -178,7 +167,7 @@ def url_of(sock: socket.socket, host: str) -> str:
 def run(request: StartRequest, settings: Settings) -> int:
     """Bind, announce and serve until uvicorn stops (it re-raises SIGINT/SIGTERM itself)."""
     sock, moved = acquire_socket(request)
-    label = "dev" if request.mode == "dev" else "production"
+    label = MODE_NAMES[request.mode]
     note = f" ({moved})" if moved else ""
     url = url_of(sock, request.host)
     print(f"Backend ({label}) running at {url} (API docs: {url}/docs){note}", flush=True)

@@ -175,6 +175,10 @@ class Switch(NamedTuple):
         return self.help
 
 
+# Why production refuses --port 0 (dev asks the OS for a port and announces it).
+PORT_ZERO_REFUSED = (
+    "the platform routes traffic to one fixed port, so an OS-assigned one would be unreachable"
+)
 FIND_PORT = Switch(
     "--find-port",
     "if the port is busy, move to the next free one",

@@ -192,13 +192,6 @@ class Setting(Generic[T]):
         """The value when neither the flag nor (in ``env_modes``) the variable gives one."""
         return self.by_mode.get(mode, self.default)
 
-    def from_env(self, value: object) -> T:
-        """The variable's value; InvalidValue naming the variable when it is not allowed."""
-        try:
-            return self.parse(value)
-        except ValueError:
-            raise self.env_error(value) from None
-
     def env_error(self, value: object) -> InvalidValue:
         """``environment variable NAME=<value> is not valid: expected ...``."""
         shown_value = "<hidden>" if self.secret else shown(value)

@@ -23,7 +23,7 @@ from backend import setting_specs as spec
 from backend.services.integrations.keys import key_problem
 from backend.setting_specs import BY_NAME, AppEnv, LogLevel
 from backend.setting_types import Mode, Setting
-from utils.port_manager import InvalidValue
+from utils.errors import InvalidValue
 
 T = TypeVar("T")
 

@@ -87,7 +87,7 @@ def fresh_port() -> int:
 COVERAGE_VARIABLE = "COVERAGE_PROCESS_CONFIG"
 
 
-def runs_project_code(code: str) -> bool:
+def imports_project(code: str) -> bool:
     """Whether a ``python -c`` program imports the project (or a server of it)."""
     return any(name in code for name in ("utils", "backend", "uvicorn", "tasks"))
 
@@ -107,7 +107,7 @@ class Processes:
     def start(self, args: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
         """Start ``args`` in a session of its own; a ``python -c`` helper that does not run
         the project's code (a listener, a restart loop) starts without coverage."""
-        if args[:2] == [PYTHON, "-c"] and not runs_project_code(args[2]):
+        if args[:2] == [PYTHON, "-c"] and not imports_project(args[2]):
             env = kwargs.get("env")
             kwargs["env"] = without_coverage(env if isinstance(env, dict) else os.environ)
         kwargs.setdefault("cwd", ROOT)
@@ -175,17 +175,18 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return str(request.param)
 
 
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as ``python utils/port_manager.py ARGS`` runs it, called in this process:
     the same parser, commands, output and exit status, without starting a Python per
     call (under coverage each start costs about 0.17 s of CPU, which made the suite
     slow). What only a process shows - imports at start-up, the program name in help,
-    signals, terminals, closed pipes - is tested through ``run_cli_process``.
-    ``timeout`` is the process runner's; here pytest-timeout bounds a hung call."""
+    signals, terminals, closed pipes - is tested through ``run_cli_process``. A hung call
+    is bounded by pytest-timeout."""
     from utils import port_cli
 
     status = 0
-    with as_a_command({**os.environ, "NO_COLOR": "1"}) as (out, err):
+    argv = [str(ROOT / "utils" / "port_manager.py"), *args]
+    with as_a_command({**os.environ, "NO_COLOR": "1"}, argv) as (out, err):
         try:
             status = port_cli.main(list(args))
         except SystemExit as leaving:
@@ -206,30 +207,52 @@ def run_cli_process(*args: str, timeout: float = 60) -> subprocess.CompletedProc
 
 
 @contextlib.contextmanager
-def as_a_command(env: dict[str, str]) -> Iterator[tuple[io.StringIO, io.StringIO]]:
-    """This process as a command run from the repository root in ``env``: that exact
-    environment, the root as working directory, stdout and stderr captured; all restored."""
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+def as_a_command(env: dict[str, str], argv: list[str]) -> Iterator[tuple[io.StringIO, io.StringIO]]:
+    """This process as the command ``argv`` run from the repository root in ``env``: that
+    exact environment and ``sys.argv``, the root as working directory, stdout and stderr
+    captured; all restored. A server must never start here: serving raises at once, so a
+    start that should have been refused fails its test instead of hanging it."""
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(env)
     os.chdir(ROOT)
+    sys.argv = argv
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            _serving_refused(),
+        ):
             yield out, err
     finally:
+        sys.argv = saved_argv
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+@contextlib.contextmanager
+def _serving_refused() -> Iterator[None]:
+    """``backend.server.serve_on`` (where every start begins serving) raises meanwhile."""
+    from backend import server
+
+    def refuse(*_: object, **__: object) -> int:
+        raise AssertionError("a start run in the test process began serving")
+
+    saved = server.serve_on
+    server.serve_on = refuse  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        server.serve_on = saved
 
 
 def exit_status(leaving: SystemExit) -> int:
     return leaving.code if isinstance(leaving.code, int) else 0 if leaving.code is None else 1
 
 
-def run_invoke(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
+def run_invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``invoke ARGS`` from the repository root (in ``env``, else this one without colour),
     run by Invoke's own program in this process: Invoke loads tasks.py afresh for every
     run, as ``python -m invoke`` does, without a Python start per call (see ``run_cli``).
@@ -237,7 +260,8 @@ def run_invoke(
     import invoke.main
 
     status = 0
-    with as_a_command(env if env is not None else {**os.environ, "NO_COLOR": "1"}) as (out, err):
+    environment = env if env is not None else {**os.environ, "NO_COLOR": "1"}
+    with as_a_command(environment, ["invoke", *args]) as (out, err):
         try:
             invoke.main.program.run(["invoke", *args], exit=True)
         except SystemExit as leaving:
@@ -267,7 +291,8 @@ def run_backend(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     from backend import __main__ as backend_main
 
     status = 0
-    with as_a_command(env if env is not None else {**os.environ, "NO_COLOR": "1"}) as (out, err):
+    environment = env if env is not None else {**os.environ, "NO_COLOR": "1"}
+    with as_a_command(environment, ["python -m backend", *args]) as (out, err):
         try:
             status = backend_main.main(list(args))
         except SystemExit as leaving:
@@ -289,7 +314,7 @@ def run_backend_process(
     )
 
 
-def holder_pids(port: int) -> set[int]:
+def pids_holding(port: int) -> set[int]:
     return {row.pid for row in port_manager.listeners(port) if row.pid is not None}
 
 

@@ -193,3 +193,10 @@ def test_real_processes_answer_bad_input_in_one_line(value: str) -> None:
         ),
     ):
         assert_one_line_error(result, value)
+
+
+def test_a_start_that_is_not_refused_fails_in_process_instead_of_serving() -> None:
+    """The tables above run the front ends in the test process, where a start that should
+    have been refused must fail its test at once, not serve until the timeout."""
+    with pytest.raises(AssertionError, match="began serving"):
+        run_backend("--dev", "--no-reload", "--port", str(fresh_port()))

@@ -20,9 +20,9 @@ from tests.conftest import (
     deadline_poll,
     fresh_port,
     gone,
-    holder_pids,
     listener_script,
     listening_socket,
+    pids_holding,
     run_cli,
     run_cli_process,
     run_invoke,
@@ -33,7 +33,7 @@ from utils import port_manager
 def start_listener(processes: Processes, port: int, **options: object) -> subprocess.Popen[bytes]:
     script = listener_script(**options)  # type: ignore[arg-type]
     process = processes.start([PYTHON, "-c", script, str(port)])
-    deadline_poll(lambda: process.pid in holder_pids(port))
+    deadline_poll(lambda: process.pid in pids_holding(port))
     return process
 
 
@@ -64,8 +64,8 @@ def test_a_child_holding_the_socket_is_stopped(processes: Processes, reader: str
             str(port),
         ]
     )
-    deadline_poll(lambda: holder_pids(port))
-    (child_pid,) = holder_pids(port)
+    deadline_poll(lambda: pids_holding(port))
+    (child_pid,) = pids_holding(port)
     assert child_pid != parent.pid
     assert psutil.Process(child_pid).ppid() == parent.pid
     result = run_cli("cleanup", str(port), "--json")
@@ -92,7 +92,7 @@ def _foreign_server(processes: Processes, tmp_path: Path, port: int) -> subproce
     server = processes.start(
         [PYTHON, "-m", "uvicorn", "foreign_app:app", "--port", str(port)], cwd=tmp_path
     )
-    deadline_poll(lambda: server.pid in holder_pids(port))
+    deadline_poll(lambda: server.pid in pids_holding(port))
     return server
 
 
@@ -114,7 +114,7 @@ def test_foreign_server_is_refused_without_force(
         (server.pid, "not a process of this project (use --force)")
     ]
     assert server.poll() is None
-    assert server.pid in holder_pids(port)
+    assert server.pid in pids_holding(port)
 
     forced = run_cli("cleanup", str(port), "--force", "--json")
     assert forced.returncode == 0, forced.stdout
@@ -134,7 +134,7 @@ def test_dry_run_stops_nothing(processes: Processes) -> None:
     human = run_cli("cleanup", str(port), "--dry-run")
     assert "would terminate" in human.stdout and "nothing was stopped" in human.stdout
     assert server.poll() is None
-    assert holder_pids(port) == {server.pid}
+    assert pids_holding(port) == {server.pid}
 
 
 def test_the_tool_never_signals_its_own_ancestors() -> None:
@@ -147,7 +147,7 @@ def test_the_tool_never_signals_its_own_ancestors() -> None:
         assert document["stopped"] == []
         assert [e["pid"] for e in document["refused"]] == [os.getpid()]
         assert "ancestor" in document["refused"][0]["reason"]
-        assert holder_pids(port) == {os.getpid()}
+        assert pids_holding(port) == {os.getpid()}
 
 
 def test_the_shell_between_invoke_and_the_tool_is_an_ancestor_too(processes: Processes) -> None:
@@ -182,7 +182,7 @@ def test_another_users_process_is_refused_without_force(processes: Processes) ->
     other = processes.start(
         [SYSTEM_PYTHON, "-c", listener_script(), str(port)], user="nobody", cwd="/"
     )
-    deadline_poll(lambda: other.pid in holder_pids(port))
+    deadline_poll(lambda: other.pid in pids_holding(port))
     result = run_cli("cleanup", str(port), "--json", "--grace", "1")
     assert result.returncode == 1
     (refusal,) = json.loads(result.stdout)["refused"]

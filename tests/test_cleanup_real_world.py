@@ -31,9 +31,9 @@ from tests.conftest import (
     deadline_poll,
     fresh_port,
     gone,
-    holder_pids,
     listener_script,
     needs,
+    pids_holding,
     run_cli,
     run_invoke,
 )
@@ -77,10 +77,10 @@ def test_a_suspended_server_shuts_down_gracefully(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), *extra],
         env={**os.environ, "TINY_LIFESPAN_LOG": str(lifespan_log)},
     )
-    deadline_poll(lambda: len(holder_pids(port)) >= holders_expected)
+    deadline_poll(lambda: len(pids_holding(port)) >= holders_expected)
     # A worker holds the inherited socket before its signal handlers exist: wait until
     # every process that serves has started its lifespan.
-    serving = holder_pids(port) - {server.pid} or {server.pid}
+    serving = pids_holding(port) - {server.pid} or {server.pid}
     deadline_poll(lambda: serving <= lifespan_pids(lifespan_log, "startup"))
     tree = processes.tree(server.pid)
 
@@ -131,7 +131,7 @@ def _quoted(text: str) -> str:
 def test_a_restarting_loop_of_the_project_is_stopped_for_good(processes: Processes) -> None:
     port = fresh_port()
     loop = processes.start(_loop(port))  # cwd: the repository
-    deadline_poll(lambda: holder_pids(port))
+    deadline_poll(lambda: pids_holding(port))
 
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -150,7 +150,7 @@ def test_a_restarting_loop_from_outside_is_refused_and_named(
     """The loop lives outside the repository but restarts one of the project's servers."""
     port = fresh_port()
     loop = processes.start(_loop(port, inner_cwd=ROOT), cwd=tmp_path)
-    deadline_poll(lambda: holder_pids(port))
+    deadline_poll(lambda: pids_holding(port))
 
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 1, result.stdout + result.stderr
@@ -193,7 +193,7 @@ def test_a_successor_forked_on_sigterm_is_found_and_stopped(processes: Processes
     for _ in range(3):  # the race it once lost was one run in five
         port = fresh_port()
         holder = processes.start([PYTHON, "-c", SUCCESSOR, str(port)])
-        deadline_poll(lambda holder=holder, port=port: holder.pid in holder_pids(port))
+        deadline_poll(lambda holder=holder, port=port: holder.pid in pids_holding(port))
         result = run_cli("cleanup", str(port), "--json")
         assert result.returncode == 0, result.stdout + result.stderr
         document = json.loads(result.stdout)
@@ -215,7 +215,7 @@ def test_a_foreign_process_that_mentions_the_repository_is_refused(
     logger = processes.start(
         [PYTHON, "-c", listener_script(), str(other), f"--log={ROOT}/x.log"], cwd=tmp_path
     )
-    deadline_poll(lambda: server.pid in holder_pids(port) and logger.pid in holder_pids(other))
+    deadline_poll(lambda: server.pid in pids_holding(port) and logger.pid in pids_holding(other))
     for number, process in ((port, server), (other, logger)):
         result = run_cli("cleanup", str(number), "--json")
         assert result.returncode == 1, result.stdout
@@ -230,7 +230,7 @@ def test_the_cli_run_through_a_symlinked_checkout_knows_the_projects_server(
 ) -> None:
     port = fresh_port()
     server = processes.start([PYTHON, "-c", listener_script(), str(port)])  # cwd: ROOT
-    deadline_poll(lambda: server.pid in holder_pids(port))
+    deadline_poll(lambda: server.pid in pids_holding(port))
     link = tmp_path / "checkout"
     link.symlink_to(ROOT, target_is_directory=True)
     result = subprocess.run(
@@ -261,7 +261,7 @@ def test_command_lines_with_terminal_escapes_are_shown_escaped(processes: Proces
     port = fresh_port()
     renamer = "open('/proc/self/comm', 'w').write('\\x1b[31mred')\n"
     holder = processes.start([PYTHON, "-c", renamer + listener_script(), str(port), HOSTILE])
-    deadline_poll(lambda: holder.pid in holder_pids(port))
+    deadline_poll(lambda: holder.pid in pids_holding(port))
 
     listed = run_cli("list", "--all")
     row_lines = [line for line in listed.stdout.splitlines() if str(holder.pid) in line]
@@ -292,7 +292,7 @@ def test_command_lines_with_terminal_escapes_are_shown_escaped(processes: Proces
 def test_a_refused_cleanup_answers_at_once(processes: Processes, tmp_path: Path) -> None:
     port = fresh_port()
     foreign = processes.start([PYTHON, "-c", listener_script(), str(port)], cwd=tmp_path)
-    deadline_poll(lambda: foreign.pid in holder_pids(port))
+    deadline_poll(lambda: foreign.pid in pids_holding(port))
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 1
     document = json.loads(result.stdout)
@@ -370,7 +370,7 @@ def test_a_suspended_restarting_loop_is_continued_and_stopped(processes: Process
     """Ctrl-Z stopped the loop too: it is continued, shows itself as the restarter, goes."""
     port = fresh_port()
     loop = processes.start(_loop(port))
-    deadline_poll(lambda: holder_pids(port))
+    deadline_poll(lambda: pids_holding(port))
     os.killpg(loop.pid, signal.SIGSTOP)
     deadline_poll(lambda: _states([loop.pid]) == {loop.pid: psutil.STATUS_STOPPED})
     result = run_cli("cleanup", str(port), "--json")
@@ -387,7 +387,7 @@ def test_a_restarter_behind_a_fresh_shell_is_found(processes: Processes) -> None
     port = fresh_port()
     inner = _quoted(f"{PYTHON} -c {_quoted(listener_script())} {port}; true")
     loop = processes.start(["bash", "-c", f"while true; do sh -c {inner}; done"])
-    deadline_poll(lambda: holder_pids(port))
+    deadline_poll(lambda: pids_holding(port))
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     roles = {(e["pid"], e["role"]) for e in json.loads(result.stdout)["stopped"]}
@@ -409,7 +409,7 @@ while True:
 def test_a_subreaper_that_adopts_a_successor_is_not_its_restarter(processes: Processes) -> None:
     port = fresh_port()
     reaper = processes.start([PYTHON, "-c", SUBREAPER, str(port)])
-    deadline_poll(lambda: holder_pids(port) - {reaper.pid})
+    deadline_poll(lambda: pids_holding(port) - {reaper.pid})
     result = run_cli("cleanup", str(port), "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(result.stdout)
@@ -422,7 +422,7 @@ def test_a_subreaper_that_adopts_a_successor_is_not_its_restarter(processes: Pro
 def test_empty_arguments_stay_in_the_command_line(processes: Processes) -> None:
     port = fresh_port()
     holder = processes.start([PYTHON, "-c", listener_script(), str(port), "", "last"])
-    deadline_poll(lambda: holder.pid in holder_pids(port))
+    deadline_poll(lambda: holder.pid in pids_holding(port))
     (row,) = [row for row in port_manager.listeners(port) if row.pid == holder.pid]
     assert row.cmdline is not None and row.cmdline[-2:] == ("", "last")
 
@@ -439,7 +439,7 @@ def test_arguments_that_are_not_utf8_are_exact_in_json_and_escaped_for_people(
     )
     processes.started.append(holder)
     processes.remember(holder.pid)
-    deadline_poll(lambda: holder.pid in holder_pids(port))
+    deadline_poll(lambda: holder.pid in pids_holding(port))
     (row,) = [r for r in json.loads(run_cli("list", "--all", "--json").stdout) if r["port"] == port]
     assert row["cmdline"][-1] == "a\udcffb"  # the byte, recoverable (surrogateescape)
     human = run_cli("list", "--all").stdout

@@ -19,9 +19,9 @@ from tests.conftest import (
     Processes,
     deadline_poll,
     fresh_port,
-    holder_pids,
     listener_script,
     listening_socket,
+    pids_holding,
 )
 from utils import _compat, port_manager
 from utils.port_manager import (
@@ -59,7 +59,7 @@ def start_listener(
     """A process listening on 127.0.0.1:``port``: the project's unless ``cwd`` is elsewhere."""
     args = [PYTHON, "-c", listener_script(), str(port)]
     process = processes.start(args, cwd=cwd) if cwd else processes.start(args)
-    deadline_poll(lambda: process.pid in holder_pids(port))
+    deadline_poll(lambda: process.pid in pids_holding(port))
     return process
 
 
@@ -113,8 +113,8 @@ def test_get_process_using_port_names_the_uvicorn_supervisor(
     server = processes.start(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), "--workers", "2"]
     )
-    deadline_poll(lambda: len(holder_pids(port)) >= 3)
-    workers = holder_pids(port) - {server.pid}
+    deadline_poll(lambda: len(pids_holding(port)) >= 3)
+    workers = pids_holding(port) - {server.pid}
     assert len(workers) == 2
 
     found = get_process_using_port(port)
@@ -154,7 +154,7 @@ def test_a_foreign_holder_is_refused_without_force_and_stopped_with_it(
     with caplog.at_level(logging.WARNING, logger="portkeeper"):
         assert kill_process_on_port(port) is False
     assert foreign.poll() is None
-    assert holder_pids(port) == {foreign.pid}
+    assert pids_holding(port) == {foreign.pid}
     assert any(
         record.name == "portkeeper" and "not a process of this project" in record.getMessage()
         for record in caplog.records
@@ -275,7 +275,7 @@ def test_bad_values_raise_invalid_value_and_stop_nothing(
     with pytest.raises(InvalidValue):
         call(port)
     assert server.poll() is None
-    assert holder_pids(port) == {server.pid}
+    assert pids_holding(port) == {server.pid}
 
 
 def test_project_ports_are_listed_and_cleaned(
@@ -312,7 +312,7 @@ def test_cleanup_project_ports_counts_only_freed_ports(
     port = fresh_port()
     ours = start_listener(processes, port)
     foreign = processes.start([PYTHON, "-c", listener_script("::1"), str(port)], cwd=tmp_path)
-    deadline_poll(lambda: foreign.pid in holder_pids(port))
+    deadline_poll(lambda: foreign.pid in pids_holding(port))
     monkeypatch.setattr(_compat, "project_ports", lambda: [p for p in project_ports() if p == port])
 
     assert cleanup_project_ports() == 0

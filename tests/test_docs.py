@@ -16,8 +16,8 @@ from tests.conftest import (
     Processes,
     deadline_poll,
     fresh_port,
-    holder_pids,
     listener_script,
+    pids_holding,
     run_cli,
 )
 
@@ -111,7 +111,7 @@ def test_contract_json_shapes_are_what_the_commands_print(
     assert set(shapes) == {"list", "check", "find", "cleanup", "wait"}
     port = fresh_port()
     processes.start([PYTHON, "-c", listener_script(), str(port)])
-    deadline_poll(lambda: holder_pids(port))
+    deadline_poll(lambda: pids_holding(port))
     ours = reserved_socket.getsockname()[1]  # held by this test process: never stopped
 
     row_keys = keys(*(row for row in cli_json("list") if row["port"] == port))

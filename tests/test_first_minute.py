@@ -15,8 +15,8 @@ from tests.conftest import (
     Processes,
     deadline_poll,
     fresh_port,
-    holder_pids,
     listener_script,
+    pids_holding,
     run_cli,
     run_cli_on_terminal,
     run_cli_process,
@@ -32,7 +32,7 @@ def _listeners(processes: Processes, count: int, **options: object) -> list[tupl
     for _ in range(count):
         port = port_manager.find(start=port + 1) if started else port
         holder = processes.start([PYTHON, "-c", listener_script(**options), str(port)])  # type: ignore[arg-type]
-        deadline_poll(lambda holder=holder, port=port: holder.pid in holder_pids(port))
+        deadline_poll(lambda holder=holder, port=port: holder.pid in pids_holding(port))
         started.append((port, holder.pid))
     return started
 
@@ -60,7 +60,7 @@ def test_ports_are_typed_as_arguments_several_at_once(processes: Processes) -> N
     result = run_invoke("ports.cleanup", str(held), str(other), "--grace", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"Port {held} is free" in result.stdout and f"Port {other} is free" in result.stdout
-    assert holder_pids(held) == set() and holder_pids(other) == set()
+    assert pids_holding(held) == set() and pids_holding(other) == set()
 
 
 def test_several_ports_exit_0_only_if_every_one_ends_free(
@@ -69,7 +69,7 @@ def test_several_ports_exit_0_only_if_every_one_ends_free(
     ((ours, _pid),) = _listeners(processes, 1)
     foreign_port = port_manager.find(start=ours + 1)
     foreign = processes.start([PYTHON, "-c", listener_script(), str(foreign_port)], cwd=tmp_path)
-    deadline_poll(lambda: foreign.pid in holder_pids(foreign_port))
+    deadline_poll(lambda: foreign.pid in pids_holding(foreign_port))
     result = run_cli("cleanup", str(ours), str(foreign_port), "--json")
     assert result.returncode == 1
     documents = json.loads(result.stdout)
@@ -105,7 +105,7 @@ def test_workers_are_labelled_by_role(processes: Processes) -> None:
     server = processes.start(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), "--workers", "2"]
     )
-    deadline_poll(lambda: len(holder_pids(port)) >= 3)
+    deadline_poll(lambda: len(pids_holding(port)) >= 3)
     rows = [r for r in json.loads(run_cli("list", "--json").stdout) if r["port"] == port]
     roles = {r["pid"]: r["role"] for r in rows}
     assert roles.pop(server.pid) == "supervisor" and set(roles.values()) == {"worker"}

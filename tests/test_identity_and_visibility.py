@@ -16,8 +16,8 @@ from tests.conftest import (
     Processes,
     deadline_poll,
     fresh_port,
-    holder_pids,
     listener_script,
+    pids_holding,
 )
 from tests.test_cleanup import SYSTEM_PYTHON
 from utils import _platform, _stop_rules
@@ -70,7 +70,7 @@ def test_an_owner_hidden_from_the_user_is_refused_with_a_message(processes: Proc
     """Another user's process: an unprivileged user sees the socket but not its owner."""
     port = fresh_port()
     server = processes.start([SYSTEM_PYTHON, "-c", listener_script(), str(port)])
-    deadline_poll(lambda: server.pid in holder_pids(port))
+    deadline_poll(lambda: server.pid in pids_holding(port))
 
     def as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

@@ -23,9 +23,9 @@ from tests.conftest import (
     Processes,
     deadline_poll,
     fresh_port,
-    holder_pids,
     listener_script,
     needs,
+    pids_holding,
     run_cli,
     run_cli_on_terminal,
     run_cli_process,
@@ -42,7 +42,7 @@ LISTENER_KEYS = {
 def test_listener_rows_have_the_contract_keys(processes: Processes) -> None:
     port = fresh_port()
     server = processes.start([PYTHON, "-c", listener_script(), str(port)])
-    deadline_poll(lambda: server.pid in holder_pids(port))
+    deadline_poll(lambda: server.pid in pids_holding(port))
     for result in (run_cli("list", "--json"), run_invoke("ports.list", "--json")):
         assert result.returncode == 0
         rows = [row for row in json.loads(result.stdout) if row["port"] == port]
@@ -60,7 +60,7 @@ def test_list_without_all_hides_foreign_listeners_and_says_how_to_see_them(
 ) -> None:
     port = fresh_port()
     foreign = processes.start([PYTHON, "-c", listener_script(), str(port)], cwd=tmp_path)
-    deadline_poll(lambda: foreign.pid in holder_pids(port))
+    deadline_poll(lambda: foreign.pid in pids_holding(port))
     ours = run_cli("list", "--json")
     assert port not in {row["port"] for row in json.loads(ours.stdout)}
     everything = run_cli("list", "--all", "--json")
@@ -75,7 +75,7 @@ def test_list_without_all_hides_foreign_listeners_and_says_how_to_see_them(
 def test_human_table_is_aligned_and_plain_without_a_terminal(processes: Processes) -> None:
     port = fresh_port()
     server = processes.start([PYTHON, "-c", listener_script(), str(port)])
-    deadline_poll(lambda: server.pid in holder_pids(port))
+    deadline_poll(lambda: server.pid in pids_holding(port))
     result = run_cli("list", "--all")
     lines = result.stdout.splitlines()
     header = lines[0]
@@ -151,7 +151,7 @@ def test_every_discovery_path_agrees(processes: Processes, monkeypatch: pytest.M
     for process in spread:
         assert process.stdout is not None
         assert len(process.stdout.readline().split()) == 150
-    deadline_poll(lambda: len(holder_pids(port)) == 3)  # the supervisor and both workers
+    deadline_poll(lambda: len(pids_holding(port)) == 3)  # the supervisor and both workers
     ours = {member.pid for member in processes.tree(server.pid)} | {p.pid for p in spread}
     views = {}
     for reader in ("netlink", "procfs", "psutil"):

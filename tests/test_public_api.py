@@ -74,6 +74,13 @@ def test_imports_flow_one_way() -> None:
         relative = str(path.relative_to(ROOT))
         used = {name for name in _utils_imports(relative) if name.startswith("utils")}
         assert used <= allowed, f"{relative} imports {sorted(used - allowed)}"
+        text = path.read_text(encoding="utf-8")
+        for contract in ("InvalidValue", "EXIT_", "guarded", "error_line"):
+            assert f"from utils.port_manager import {contract}" not in text, (relative, contract)
+            assert not any(
+                line.startswith("from utils.port_manager import") and contract in line
+                for line in text.splitlines()
+            ), (relative, contract)
     for path in sorted(ROOT.glob("utils/*.py")):
         relative = str(path.relative_to(ROOT))
         used = _utils_imports(relative)

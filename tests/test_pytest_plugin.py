@@ -21,8 +21,8 @@ from tests.conftest import (
     Processes,
     deadline_poll,
     fresh_port,
-    holder_pids,
     listener_script,
+    pids_holding,
 )
 from utils import port_manager
 
@@ -189,7 +189,7 @@ def test_ci_port_hygiene_names_stops_and_fails_on_a_leftover(
     assert clean.returncode == 0, clean.stderr
     port = fresh_port()
     server = processes.start([PYTHON, "-c", listener_script(), str(port)], cwd=checkout)
-    deadline_poll(lambda: server.pid in holder_pids(port))
+    deadline_poll(lambda: server.pid in pids_holding(port))
     dirty = subprocess.run(hygiene, capture_output=True, text=True, timeout=60)
     assert dirty.returncode == 1
     assert "left servers of this project listening" in dirty.stderr
@@ -269,7 +269,7 @@ def test_daemons_loops_broken_teardowns_and_neighbours(
     log.mkdir()
     shared = fresh_port()
     neighbour = processes.start([PYTHON, "-c", listener_script(), str(shared)])  # a project server
-    deadline_poll(lambda: neighbour.pid in holder_pids(shared))
+    deadline_poll(lambda: neighbour.pid in pids_holding(shared))
     monkeypatch.setenv("PORT_LOG", str(log))
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
     monkeypatch.setenv("SHARED_PORT", str(shared))
@@ -290,7 +290,7 @@ def test_daemons_loops_broken_teardowns_and_neighbours(
             )
         assert "teardown broke" in output
         assert neighbour.poll() is None  # the server from before the run was left alone
-        assert neighbour.pid in holder_pids(shared)
+        assert neighbour.pid in pids_holding(shared)
         # Nothing the user suite started is left: no holder of a loop, no daemon.
         deadline_poll(lambda: not _started_by_suite(log), timeout=10)
     finally:

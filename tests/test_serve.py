@@ -24,8 +24,8 @@ from tests.conftest import (
     deadline_poll,
     fresh_port,
     gone,
-    holder_pids,
     listener_script,
+    pids_holding,
     run_backend,
     run_invoke,
 )
@@ -140,15 +140,15 @@ def stop_and_expect_nothing_left(
 def test_dev_find_port_moves_off_a_held_port(processes: Processes) -> None:
     preferred = fresh_port()
     holder = processes.start([PYTHON, "-c", listener_script(), str(preferred)])
-    deadline_poll(lambda: holder.pid in holder_pids(preferred))
+    deadline_poll(lambda: holder.pid in pids_holding(preferred))
     _, url = start_server(
         processes, [*INVOKE, "serve.dev", "--find-port"], clean_env(PORT=str(preferred))
     )
     assert port_of(url) != preferred
     assert url.startswith("http://127.0.0.1:")
     answer = health(url)
-    assert answer["status"] == "ok" and answer["pid"] in holder_pids(port_of(url))
-    assert holder.poll() is None and holder_pids(preferred) == {holder.pid}
+    assert answer["status"] == "ok" and answer["pid"] in pids_holding(port_of(url))
+    assert holder.poll() is None and pids_holding(preferred) == {holder.pid}
 
 
 def test_twelve_simultaneous_dev_starts_get_twelve_ports(processes: Processes) -> None:
@@ -191,7 +191,7 @@ def test_busy_port_is_refused_then_cleaned_up(processes: Processes) -> None:
     assert port_of(fresh_url) == int(port)
     deadline_poll(lambda: tree_gone(stale_tree))
     assert health(fresh_url)["pid"] not in {member.pid for member in stale_tree}
-    assert fresh.pid in holder_pids(int(port))
+    assert fresh.pid in pids_holding(int(port))
 
 
 @POSIX_SIGNALS
@@ -200,8 +200,8 @@ def test_prod_with_workers_and_sigterm_leaves_nothing(processes: Processes) -> N
     env = production_env(PORT=str(port), WEB_CONCURRENCY="2", HOST="127.0.0.1")
     server, url = start_server(processes, [*INVOKE, "serve.prod"], env)
     assert port_of(url) == port
-    deadline_poll(lambda: len(holder_pids(port)) == 3)
-    holders = holder_pids(port)
+    deadline_poll(lambda: len(pids_holding(port)) == 3)
+    holders = pids_holding(port)
     assert server.pid in holders
     workers = holders - {server.pid}
     assert all(psutil.Process(pid).ppid() == server.pid for pid in workers)
@@ -234,7 +234,7 @@ def test_dev_reload_restarts_the_worker_on_the_same_port(processes: Processes) -
         second = deadline_poll(new_worker, timeout=60)
         assert second != first
         # The reloader kept the one socket: same port, held by it and the answering worker.
-        deadline_poll(lambda: holder_pids(port) == {server.pid, health(url)["pid"]})
+        deadline_poll(lambda: pids_holding(port) == {server.pid, health(url)["pid"]})
     finally:
         probe.unlink(missing_ok=True)  # (this reloads once more)
     assert health(url)["status"] == "ok"
@@ -301,7 +301,7 @@ def test_find_port_is_refused_in_production() -> None:
 def test_production_never_drifts_off_a_busy_port(processes: Processes) -> None:
     port = fresh_port()
     holder = processes.start([PYTHON, "-c", listener_script(), str(port)])
-    deadline_poll(lambda: holder.pid in holder_pids(port))
+    deadline_poll(lambda: holder.pid in pids_holding(port))
     result = front_end([*INVOKE, "serve.prod"], production_env(PORT=str(port), HOST="127.0.0.1"))
     assert result.returncode == 1
     assert f"pid {holder.pid}" in result.stderr and "(PORT)" in result.stderr
@@ -327,7 +327,7 @@ def test_app_env_picks_the_mode_of_python_m_backend(processes: Processes) -> Non
     env = production_env(APP_ENV="production", PORT=str(port), HOST="127.0.0.1")
     server, url = start_server(processes, BACKEND, env)
     assert health(url)["status"] == "ok"
-    assert holder_pids(port) == {server.pid}  # production: no reloader, one process
+    assert pids_holding(port) == {server.pid}  # production: no reloader, one process
 
 
 @pytest.mark.parametrize(
@@ -368,7 +368,7 @@ def test_the_busy_port_hint_names_the_flag_that_will_work(
     """A foreign holder: --cleanup-port would be refused, so --force-cleanup is named."""
     port = str(fresh_port())
     foreign = processes.start([PYTHON, "-c", listener_script(), port], cwd=tmp_path)
-    deadline_poll(lambda: foreign.pid in holder_pids(int(port)))
+    deadline_poll(lambda: foreign.pid in pids_holding(int(port)))
     busy = front_end([*INVOKE, "serve.dev", "--port", port], clean_env())
     assert busy.returncode == 1 and "use --find-port" in busy.stderr
     assert "--force-cleanup to stop it" in busy.stderr

@@ -16,7 +16,7 @@ from tests.conftest import (
     deadline_poll,
     fresh_port,
     gone,
-    holder_pids,
+    pids_holding,
     run_cli,
 )
 
@@ -38,10 +38,10 @@ def test_list_shows_every_holder_and_cleanup_frees_gracefully(
         [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--port", str(port), *extra],
         env={**__import__("os").environ, "TINY_LIFESPAN_LOG": str(lifespan_log)},
     )
-    deadline_poll(lambda: len(holder_pids(port)) >= holders_expected)
+    deadline_poll(lambda: len(pids_holding(port)) >= holders_expected)
     # A worker holds the inherited socket before its signal handlers exist: wait until
     # every process that serves has started its lifespan.
-    serving = holder_pids(port) - {server.pid} or {server.pid}
+    serving = pids_holding(port) - {server.pid} or {server.pid}
     deadline_poll(lambda: serving <= lifespan_pids(lifespan_log, "startup"))
     tree = processes.tree(server.pid)
 

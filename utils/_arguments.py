@@ -9,7 +9,6 @@ grammar here is fixed and small: ``COMMAND [PORT ...] [--flag] [--option VALUE |
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -148,4 +147,7 @@ def wants_help(argv: Sequence[str]) -> bool:
 
 
 def fail(program: str, message: str) -> None:
-    sys.stderr.write(f"error: {message} (see {program} --help)\n")
+    """A usage error as the error contract writes every one (escaped, one line)."""
+    from utils.errors import error_line
+
+    error_line(f"{message} (see {program} --help)")

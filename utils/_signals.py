@@ -10,8 +10,7 @@ import signal
 import time
 
 from utils._common import ProcessFacts, poll_until
-from utils._holders import descendants, is_alive
-from utils._platform import reader
+from utils._holders import descendants, is_alive, process_facts, process_tree
 from utils._stop_rules import (
     POLL_CAP,
     CleanupResult,
@@ -22,6 +21,9 @@ from utils._stop_rules import (
     quiet,
     record,
 )
+
+# How long a SIGKILLed process may take to be reaped before it counts as "still running".
+KILLED_EXIT_SECONDS = 5.0
 
 
 def send(facts: ProcessFacts, sig: signal.Signals) -> str | None:
@@ -63,19 +65,19 @@ def continue_stopped(roots: list[ProcessFacts], members: list[ProcessFacts]) -> 
         return
     seen: set[int] = set()
     candidates = [*members]
-    tree = reader().parents() if roots else {}  # one scan of the process table for every root
+    tree = process_tree() if roots else {}  # one scan of the process table for every root
     for root in roots:
         candidates.extend(
             found
             for pid in descendants(root.pid, tree)
-            if (found := reader().process_facts(pid)) is not None
+            if (found := process_facts(pid)) is not None
         )
     jobs: set[int] = set()
     for candidate in candidates:
         if candidate.pid in seen:
             continue
         seen.add(candidate.pid)
-        now = reader().process_facts(candidate.pid)
+        now = process_facts(candidate.pid)
         if now is not None and now.stopped and now.start_time == candidate.start_time:
             send(now, signal.SIGCONT)
             if now.pgid:
@@ -134,7 +136,7 @@ def stop_groups(
     poll_until(lambda: not alive(), start + grace, max_interval=POLL_CAP)
     lingering = alive()
     deliver(lingering, signal.SIGKILL)
-    poll_until(lambda: not alive(), time.monotonic() + 5, max_interval=POLL_CAP)
+    poll_until(lambda: not alive(), time.monotonic() + KILLED_EXIT_SECONDS, max_interval=POLL_CAP)
     for member in targets:
         if member.pid in how:
             pass

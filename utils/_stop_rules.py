@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple, Protocol
 
 from utils._common import Listener, ProcessFacts, command_text
-from utils._holders import pids_by_socket, supervisor_of
-from utils._platform import reader
+from utils._holders import pids_by_socket, process_facts, supervisor_of
 
 How = Literal["terminated", "killed", "already gone", "still running", "refused", "would terminate"]
 StopRole = Literal["holder", "restarter"]  # a holder of the port, or a restarter of its holders
@@ -102,7 +101,7 @@ def protected_pids() -> dict[int, str]:
     pid: int | None = os.getppid()
     while pid and pid not in protected:
         protected[pid] = "an ancestor of this tool (stopping it would stop the tool)"
-        facts = reader().process_facts(pid)
+        facts = process_facts(pid)
         pid = facts.ppid if facts else None
     return protected
 

@@ -24,7 +24,7 @@ import time
 
 from utils._binding import free_for_servers
 from utils._common import Listener, ProcessFacts
-from utils._holders import listeners
+from utils._holders import listeners, process_facts
 from utils._platform import reader, stopper
 from utils._project_policy import is_project_process
 from utils._stop_rules import (
@@ -70,7 +70,7 @@ class History:
                 ancestor: ProcessFacts | None = member
                 for _ in range(2):
                     ppid = ancestor.ppid if ancestor else None
-                    ancestor = reader().process_facts(ppid) if ppid else None
+                    ancestor = process_facts(ppid) if ppid else None
                     if ancestor is not None:
                         self.ancestors[identity(ancestor)] = ancestor
 
@@ -81,13 +81,13 @@ class History:
         shares), it was started by a stopped holder that is still exiting."""
         if reader().unique_socket_ids:
             return bool(sockets & self.sockets)
-        parent = reader().process_facts(holder.ppid) if holder.ppid else None
+        parent = process_facts(holder.ppid) if holder.ppid else None
         return parent is not None and identity(parent) in self.handled
 
     def restarter_of(self, holder: ProcessFacts) -> ProcessFacts | None:
         """The process that started both ``holder`` and a stopped one: its parent, or its
         grandparent through a parent started after the stop (``sh -c`` in a loop)."""
-        child, parent = holder, reader().process_facts(holder.ppid) if holder.ppid else None
+        child, parent = holder, process_facts(holder.ppid) if holder.ppid else None
         for _ in range(2):
             if parent is None or parent.pid == 1:
                 return None  # orphans are adopted by init: init restarts nothing of ours
@@ -97,7 +97,7 @@ class History:
                 return parent
             if parent.start_time <= self.newest_start:
                 return None  # an older process that started none of the stopped ones
-            child, parent = parent, reader().process_facts(parent.ppid) if parent.ppid else None
+            child, parent = parent, process_facts(parent.ppid) if parent.ppid else None
         return None
 
 

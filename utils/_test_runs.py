@@ -86,8 +86,7 @@ class PortRegistry:
 
     def free_port(self) -> int:
         """A port no test run was given, free on every local address now."""
-        from utils._binding import quick_free
-        from utils.port_manager import LOCAL_ADDRESSES
+        from utils._binding import LOCAL_ADDRESSES, quick_free
 
         span = self.high - self.low
         start = random.randrange(span)

@@ -9,7 +9,7 @@ from typing import Any, Literal, NamedTuple
 
 from utils._binding import check
 from utils._common import poll_until
-from utils._values import parse_http_path, resolve_host
+from utils._values import DEFAULT_WAIT_SECONDS, parse_http_path, resolve_host
 
 LOOPBACK = ("127.0.0.1", "::1")
 ATTEMPT_SECONDS = 2.0  # one connection attempt at most, so a retry comes soon
@@ -145,7 +145,7 @@ def wait(
     port: int,
     host: str | None = None,
     *,
-    timeout: float = 30.0,
+    timeout: float = DEFAULT_WAIT_SECONDS,
     free: bool = False,
     http_path: str | None = None,
     progress: Callable[[str], None] | None = None,

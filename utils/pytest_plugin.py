@@ -33,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from utils import port_manager
 from utils._test_runs import (
     RUN_VARIABLE,
     PortRegistry,
@@ -91,12 +92,6 @@ def reserved_socket(request: pytest.FixtureRequest) -> Iterator[socket.socket]:
 # --------------------------------------------------------------------------- leak check
 
 
-def _listening_ids() -> dict[str, int]:
-    from utils.port_manager import socket_ports
-
-    return socket_ports()
-
-
 class LeakCheck:
     """Listening sockets before and after each test; what is new and the test's is a leak.
 
@@ -122,16 +117,16 @@ class LeakCheck:
             return (yield)
         from utils.port_manager import descendants
 
-        sockets, pids = set(_listening_ids()), set(descendants(os.getpid()))
+        sockets, pids = set(port_manager.socket_ports()), set(descendants(os.getpid()))
         try:
             return (yield)
         finally:
-            self.wider_sockets |= set(_listening_ids()) - sockets
+            self.wider_sockets |= set(port_manager.socket_ports()) - sockets
             self.wider_pids |= set(descendants(os.getpid())) - pids
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        self.before = _listening_ids()
+        self.before = port_manager.socket_ports()
         return (yield)
 
     @pytest.hookimpl(wrapper=True, trylast=True)
@@ -150,7 +145,7 @@ class LeakCheck:
         return result
 
     def _new_sockets(self) -> dict[str, int]:
-        now = _listening_ids()
+        now = port_manager.socket_ports()
         skip = self.before.keys() | self.wider_sockets
         return {sid: port for sid, port in now.items() if sid not in skip}
 

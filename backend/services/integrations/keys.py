@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backend.services.integrations.errors import TokenStoreError
+from backend.setting_specs import TOKEN_ENCRYPTION_KEYS
 from utils.errors import InvalidValue
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,7 @@ def parse_keys(text: str, what: str = "TOKEN_ENCRYPTION_KEYS") -> tuple[bytes, .
     problem = key_problem(text)
     if problem:
         raise InvalidValue(
-            f"{what} is not valid ({problem}): expected comma-separated Fernet keys, newest "
-            "first, each 32 url-safe base64-encoded bytes (make one with invoke tokens.new-key)"
+            f"{what} is not valid ({problem}): expected {TOKEN_ENCRYPTION_KEYS.expected}"
         )
     return tuple(item.strip().encode("ascii") for item in text.split(","))
 

@@ -35,6 +35,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from backend.services.integrations import schema
 from backend.services.integrations.errors import TokenError, TokenStoreError
 from backend.services.integrations.keys import ensure_private_dir
+from backend.setting_specs import TOKEN_STORE_TIMEOUT
 from utils.errors import InvalidValue
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def normalise_url(url: str) -> URL:
 class TokenStore:
     """The database of the token service: created lazily, schema ensured on first use."""
 
-    def __init__(self, url: str | URL, *, timeout: float = 15.0) -> None:
+    def __init__(self, url: str | URL, *, timeout: float = TOKEN_STORE_TIMEOUT.default) -> None:
         self.url = normalise_url(url) if isinstance(url, str) else url
         self.kind: StoreKind = "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
         self.timeout = timeout

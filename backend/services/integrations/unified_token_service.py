@@ -57,8 +57,9 @@ from backend.services.integrations.records import (
 )
 from backend.services.integrations.schema import tokens_table
 from backend.services.integrations.store import TokenStore
+from backend.setting_specs import TOKEN_REFRESH_SKEW
 
-DEFAULT_SKEW = 60.0
+DEFAULT_SKEW = float(TOKEN_REFRESH_SKEW.default)
 
 
 class UnifiedTokenService:
