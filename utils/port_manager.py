@@ -1,9 +1,11 @@
 """Who holds a port, is it free, which one is, take one, free one, wait for one.
 
-The public API of the port tools, and the only module the CLI, the Invoke tasks, the
-backend and the tests import them through. Importing it is cheap: the values, the
-records and the defaults load at once; the parts that do the work (test binds,
-discovery, stopping, waiting, the compatibility functions) load on first use.
+The public API of the port tools: the CLI's commands (which the Invoke tasks run), the
+backend, the pytest plugin and the tests reach the port tools through it (tests of a
+private mechanism excepted). The defaults and ranges are defined once, in ``_values``,
+and exported here. Importing it is cheap: the values, the records and the defaults load
+at once; the parts that do the work (test binds, discovery, stopping, waiting, the
+compatibility functions) load on first use.
 
 Run as a program (``python utils/port_manager.py``, ``python -m utils.port_manager`` or,
 installed, ``portkeeper``) it is the command line of ``utils/port_cli.py``.
