@@ -133,3 +133,42 @@ def test_contract_json_shapes_are_what_the_commands_print(
     for command, (examples, described) in shapes.items():
         assert examples == printed[command], command
         assert described <= printed[command], command
+
+
+def _contract_options() -> dict[tuple[str, str], tuple[str, str]]:
+    """(option, command) -> (default, allowed) from docs/contract.md's options table."""
+    rows: dict[tuple[str, str], tuple[str, str]] = {}
+    text = (ROOT / "docs" / "contract.md").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`--"):
+            option = cells[0].strip("`").split()[0]
+            for command in cells[1].split(","):
+                rows[(option, command.strip())] = (cells[2], cells[3])
+    return rows
+
+
+def test_the_contract_options_table_has_the_cli_defaults_and_ranges() -> None:
+    """Every valued option's default and range in docs/contract.md is the code's."""
+    from utils import port_manager as pm
+    from utils.port_cli import COMMANDS
+
+    maxima = {
+        "--grace": pm.MAX_GRACE_SECONDS,
+        "--settle": pm.MAX_SETTLE_SECONDS,
+        "--timeout": pm.MAX_WAIT_SECONDS,
+    }
+    rows = _contract_options()
+    checked = 0
+    for command in COMMANDS:
+        for option in command.options:
+            if not option.takes_value or option.default is None:
+                continue
+            default, allowed = rows[(option.name, command.name)]
+            assert default == option.default, (command.name, option.name, default)
+            if option.name in maxima:
+                assert f"0\N{EN DASH}{maxima[option.name]:g}" in allowed, (option.name, allowed)
+            if option.metavar == "PORT":
+                assert "{}\N{EN DASH}{}".format(*pm.PORT_RANGE) in allowed, (option.name, allowed)
+            checked += 1
+    assert checked == 4  # --start, --grace, --settle, --timeout
