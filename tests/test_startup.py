@@ -68,3 +68,27 @@ def test_invoke_ports_check_imports_no_server_code() -> None:
     args = ("-m", "invoke", "ports.check", "--port", str(fresh_port()))
     modules = imported_modules(0, *args, dotted=True)
     assert not {name.split(".")[0] for name in modules - DECLARATIONS} & NEVER
+
+
+# What a worker imports before it answers /health: the token store's modules (SQLAlchemy,
+# the pydantic-settings model, the key ring's cryptography) wait for the first request
+# that needs them (/ready), so `invoke serve.dev` and every other way to serve the app
+# answer sooner.
+TOKEN_STORE_MODULES = {"sqlalchemy", "pydantic_settings", "cryptography", "psycopg"}
+TOKEN_STORE_BACKEND = {"backend.settings", "backend.services.integrations.factory"}
+
+
+def test_the_app_answers_health_without_loading_the_token_store() -> None:
+    code = (
+        "import asyncio, httpx\n"
+        "from backend.app import app, create_app\n"
+        "async def get():\n"
+        "    transport = httpx.ASGITransport(app=create_app())\n"
+        "    async with httpx.AsyncClient(transport=transport, base_url='http://a') as client:\n"
+        "        assert (await client.get('/health')).status_code == 200\n"
+        "asyncio.run(get())\n"
+    )
+    modules = imported_modules(0, "-c", code, dotted=True)
+    assert "backend.app" in modules and "fastapi" in modules
+    assert not {name.split(".")[0] for name in modules} & TOKEN_STORE_MODULES
+    assert not modules & TOKEN_STORE_BACKEND
