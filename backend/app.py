@@ -4,8 +4,10 @@
 ``app`` is one application built at import, for the tools that look for an app object:
 ``uvicorn backend.app:app``, ``fastapi dev`` / ``fastapi run`` (``[tool.fastapi]`` in
 pyproject.toml names it). Building it is cheap and touches nothing outside the process:
-the settings, the token store and its key are read on the first request that needs them.
-``python -m backend`` and the Invoke tasks use the ``create_app`` factory instead.
+the settings, the token store and its key are read on the first request that needs them,
+and their modules (SQLAlchemy, pydantic-settings) are imported only then, so a worker
+answers ``/health`` sooner. ``python -m backend`` and the Invoke tasks use the
+``create_app`` factory instead.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
@@ -24,8 +28,10 @@ from starlette.concurrency import run_in_threadpool
 
 from backend import __version__
 from backend.services.integrations.errors import TokenError
-from backend.services.integrations.factory import LazyTokenService
 from utils.errors import InvalidValue
+
+if TYPE_CHECKING:
+    from backend.services.integrations.unified_token_service import UnifiedTokenService
 
 # uvicorn configures its own loggers only; log through its general one so lines show.
 logger = logging.getLogger("uvicorn.error")
@@ -47,6 +53,30 @@ class Readiness(BaseModel):
     token_store: str | None = None
     schema_version: int | None = None
     reason: str | None = None
+
+
+class LazyTokenService:
+    """One token service per process, built on first use; a failed build is retried next
+    time. Its modules are imported then too: a worker that has not been asked ``/ready``
+    (or any token route) has not loaded SQLAlchemy or the settings model."""
+
+    def __init__(self) -> None:
+        self._service: UnifiedTokenService | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> UnifiedTokenService:
+        with self._lock:
+            if self._service is None:
+                from backend.services.integrations.factory import token_service
+
+                self._service = token_service()
+            return self._service
+
+    def close(self) -> None:
+        with self._lock:
+            if self._service is not None:
+                self._service.close()
+                self._service = None
 
 
 READY_TIMEOUT = 3.0  # seconds; a readiness probe must answer quickly either way

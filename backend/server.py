@@ -18,16 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from backend.setting_specs import (
+    APP_ENV,
     FIND_PORT,
     HOST,
     LOG_LEVEL,
     PORT,
     PORT_ZERO_REFUSED,
+    TOKEN_ENCRYPTION_KEYS,
     WEB_CONCURRENCY,
     ServeFlags,
 )
 from backend.setting_types import MODE_NAMES, Mode
-from backend.settings import Settings, load_settings
+from backend.start_settings import StartSettings, read_start_settings
 from utils import port_manager
 from utils.errors import EXIT_OK, InvalidValue, guarded
 from utils.port_manager import Listener, PortInUse
@@ -70,7 +72,7 @@ def describe(holders: tuple[Listener, ...] | list[Listener]) -> str:
     return ", ".join(unique) if unique else "a process this user cannot see"
 
 
-def build_request(mode: Mode, flags: ServeFlags, settings: Settings) -> StartRequest:
+def build_request(mode: Mode, flags: ServeFlags, settings: StartSettings) -> StartRequest:
     """Check the flags (text from Invoke or argparse) by the same declarations as the
     environment, and let each one win over its variable."""
     if mode == "prod" and flags.find_port:
@@ -164,7 +166,7 @@ def url_of(sock: socket.socket, host: str) -> str:
     return f"http://{shown}:{port}"
 
 
-def run(request: StartRequest, settings: Settings) -> int:
+def run(request: StartRequest, settings: StartSettings) -> int:
     """Bind, announce and serve until uvicorn stops (it re-raises SIGINT/SIGTERM itself)."""
     sock, moved = acquire_socket(request)
     label = MODE_NAMES[request.mode]
@@ -241,25 +243,25 @@ def logging_to_stderr() -> dict[str, object]:
     return config
 
 
-def require_production_keys(settings: Settings) -> None:
+def require_production_keys(settings: StartSettings) -> None:
     """Production refuses to start without token keys (InvalidValue: exit 2 before binding)."""
     from backend.services.integrations.keys import configured_keys
 
-    secret = settings.token_encryption_keys
-    configured_keys(secret.get_secret_value() if secret else None, production=True)
+    configured_keys(settings.chosen(TOKEN_ENCRYPTION_KEYS, "prod")[0], production=True)
 
 
 def serve(mode: Mode, flags: ServeFlags | None = None) -> int:
     """The one entry point of every front end: validate, then run; returns the exit status."""
 
     def action() -> int:
-        settings = load_settings()
+        # Every variable is checked here, before the port is bound, without pydantic (on
+        # the way to the first response); the token store builds the full model later.
+        settings = read_start_settings()
         request = build_request(mode, flags or ServeFlags(), settings)
         if mode == "prod":
             require_production_keys(settings)
             # The workers read APP_ENV too: a production start is production throughout.
             os.environ["APP_ENV"] = "production"
-            settings = settings.model_copy(update={"app_env": "production"})
         return run(request, settings)
 
     return guarded(action, (StartRefused,))
@@ -268,7 +270,7 @@ def serve(mode: Mode, flags: ServeFlags | None = None) -> int:
 def mode_from_env() -> Mode:
     """The mode ``APP_ENV`` names; a bad value is reported by ``serve`` like any setting."""
     try:
-        return "prod" if load_settings().app_env == "production" else "dev"
+        return "prod" if read_start_settings().value(APP_ENV) == "production" else "dev"
     except InvalidValue:
         return "dev"
 
@@ -277,7 +279,8 @@ def cleanup_only(port: str | int | None = None, force: bool = False) -> int:
     """``--cleanup-port`` without a mode: free the port and exit (0 freed, 1 still held)."""
 
     def action() -> int:
-        request = build_request("dev", ServeFlags(port=port, cleanup_port=True), load_settings())
+        flags = ServeFlags(port=port, cleanup_port=True)
+        request = build_request("dev", flags, read_start_settings())
         free_port(request.port, force)
         print(f"Port {request.port} is free.")
         return EXIT_OK

@@ -6,6 +6,9 @@ declaration's parser, the same one a command-line flag goes through. pydantic-se
 reads the variables and converts the parsed text to each field's type; what fails is
 reported as the contract's ``error: ...`` line (exit 2), worded by the declaration.
 
+The token store reads this model. A server start reads the same variables the same way
+without pydantic (``backend/start_settings.py``: it is on the way to the first response).
+
 The annotations stay written out so mypy knows each field's type; ``declared`` makes mypy
 check them against the declaration's type, and tests/unit/test_setting_specs.py holds
 the fields equal to the table.
@@ -20,9 +23,9 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from backend import setting_specs as spec
-from backend.services.integrations.keys import key_problem
 from backend.setting_specs import BY_NAME, AppEnv, LogLevel
-from backend.setting_types import Mode, Setting
+from backend.setting_types import Setting
+from backend.start_settings import parse_variable
 from utils.errors import InvalidValue
 
 T = TypeVar("T")
@@ -62,38 +65,9 @@ class Settings(BaseSettings):
     @field_validator("*", mode="before")
     @classmethod
     def _declared_parser(cls, value: object, info: ValidationInfo) -> object:
-        """Every variable through its declaration's parser, as the flags go."""
-        return BY_NAME[str(info.field_name)].parse(value)
-
-    @field_validator("token_encryption_keys")
-    @classmethod
-    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
-        # Needs the cryptography package: checked here, not in the plain-data table.
-        if value is not None and key_problem(value.get_secret_value()):
-            raise ValueError("not Fernet keys")
-        return value
-
-    def is_set(self, name: str) -> bool:
-        """Whether the environment gave this setting (rather than the default)."""
-        return name in self.model_fields_set
-
-    def chosen(self, setting: Setting[T], mode: Mode, flag: object = None) -> tuple[T, str]:
-        """The value in force for a start in ``mode``, and where it came from.
-
-        A given flag is checked by the declaration and wins in the modes that offer it
-        (elsewhere it is only checked: ``python -m backend --dev --workers 2`` is one
-        process); then the variable, in the modes that read it; then the mode's default.
-        The source (``--port``, ``PORT`` or ``default``) is named in messages.
-        """
-        if flag is not None and setting.flag:
-            value = setting.from_flag(flag)
-            if mode in setting.flag_modes:
-                return value, setting.flag
-        if mode in setting.env_modes and self.is_set(setting.name):
-            given: T | None = getattr(self, setting.name)
-            if given is not None:  # set but empty: unset
-                return given, setting.env
-        return setting.default_for(mode), "default"
+        """Every variable through its declaration's parser, as the flags go (and a server
+        start's reading, ``backend/start_settings.py``)."""
+        return parse_variable(str(info.field_name), value)
 
 
 def load_settings() -> Settings:

@@ -4,6 +4,7 @@ traceback (a command that crashes early imports little and would pass otherwise)
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 import pytest
@@ -16,17 +17,19 @@ NEVER = {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic_settings", "ba
 DECLARATIONS = {"backend", "backend.setting_specs", "backend.setting_types"}
 
 
-def imported_modules(status: int, *args: str, dotted: bool = False) -> set[str]:
+def imported_modules(
+    status: int, *args: str, dotted: bool = False, env: dict[str, str] | None = None
+) -> set[str]:
     """Top-level packages a command imports (every module with ``dotted``), read from
     ``-X importtime``'s report; the command must have exited with ``status`` and printed
-    no traceback."""
+    no traceback. ``env`` is added to a bare environment."""
     result = subprocess.run(
         [PYTHON, "-X", "importtime", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
-        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"},
+        env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", **(env or {})},
     )
     report = result.stderr
     assert result.returncode == status, (args, result.returncode, result.stdout, report[-2000:])
@@ -68,3 +71,46 @@ def test_invoke_ports_check_imports_no_server_code() -> None:
     args = ("-m", "invoke", "ports.check", "--port", str(fresh_port()))
     modules = imported_modules(0, *args, dotted=True)
     assert not {name.split(".")[0] for name in modules - DECLARATIONS} & NEVER
+
+
+# What a worker imports before it answers /health: the token store's modules (SQLAlchemy,
+# the pydantic-settings model, the key ring's cryptography) wait for the first request
+# that needs them (/ready), so `invoke serve.dev` and every other way to serve the app
+# answer sooner.
+TOKEN_STORE_MODULES = {"sqlalchemy", "pydantic_settings", "cryptography", "psycopg"}
+TOKEN_STORE_BACKEND = {"backend.settings", "backend.services.integrations.factory"}
+
+
+def test_the_app_answers_health_without_loading_the_token_store() -> None:
+    code = (
+        "import asyncio, httpx\n"
+        "from backend.app import app, create_app\n"
+        "async def get():\n"
+        "    transport = httpx.ASGITransport(app=create_app())\n"
+        "    async with httpx.AsyncClient(transport=transport, base_url='http://a') as client:\n"
+        "        assert (await client.get('/health')).status_code == 200\n"
+        "asyncio.run(get())\n"
+    )
+    modules = imported_modules(0, "-c", code, dotted=True)
+    assert "backend.app" in modules and "fastapi" in modules
+    assert not {name.split(".")[0] for name in modules} & TOKEN_STORE_MODULES
+    assert not modules & TOKEN_STORE_BACKEND
+
+
+SERVE_STARTS = (["-m", "invoke", "serve.dev"], ["-m", "backend", "--dev"])
+
+
+@pytest.mark.parametrize("start", SERVE_STARTS, ids=" ".join)
+def test_a_start_checks_its_settings_without_pydantic(start: list[str]) -> None:
+    """Every variable is checked before the port is bound, without importing pydantic (the
+    token store's model is built in the worker, on first use): here the port is held, so
+    the start stops at the bind with 1, and a bad variable stops it before with 2."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", fresh_port()))
+        holder.listen()
+        held = ["--port", str(holder.getsockname()[1])]
+        at_the_bind = imported_modules(1, *start, *held, dotted=True)
+        assert "backend.start_settings" in at_the_bind
+        refused = imported_modules(2, *start, *held, dotted=True, env={"LOG_LEVEL": "loud"})
+    for modules in (at_the_bind, refused):
+        assert not {name.split(".")[0] for name in modules} & {"pydantic", "pydantic_settings"}

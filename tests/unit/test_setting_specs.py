@@ -30,6 +30,7 @@ from backend.setting_specs import (
 )
 from backend.setting_types import Choice, Integer, Mode
 from backend.settings import Settings, load_settings
+from backend.start_settings import read_start_settings
 from tests.conftest import ROOT
 from utils.port_manager import DEFAULT_PORT, PORT_RANGE, WORKERS_RANGE, InvalidValue, shown
 
@@ -42,17 +43,21 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def env_error(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> str:
-    """The one line a start prints for ``name=value`` in the environment."""
+    """The one line a start prints for ``name=value`` in the environment (the token
+    store's model prints the same one)."""
     monkeypatch.setenv(name, value)
     with pytest.raises(InvalidValue) as error:
+        read_start_settings()
+    with pytest.raises(InvalidValue) as model_error:
         load_settings()
+    assert str(model_error.value) == str(error.value)
     return str(error.value)
 
 
 def flag_error(mode: Mode, flags: ServeFlags) -> str:
     """The one line a start prints for these flags (in a clean environment)."""
     with pytest.raises(InvalidValue) as error:
-        build_request(mode, flags, load_settings())
+        build_request(mode, flags, read_start_settings())
     return str(error.value)
 
 
@@ -133,7 +138,7 @@ def test_a_flag_wins_over_its_variable_and_names_where_the_value_came_from(
     monkeypatch.setenv("PORT", "8123")
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.setenv("HOST", "127.0.0.1")
-    settings = load_settings()
+    settings = read_start_settings()
     request = build_request("prod", ServeFlags(), settings)
     assert (request.port, request.port_from, request.workers, request.host) == (
         8123,
@@ -146,7 +151,7 @@ def test_a_flag_wins_over_its_variable_and_names_where_the_value_came_from(
     dev = build_request("dev", ServeFlags(), settings)  # dev reads neither HOST nor workers
     assert (dev.host, dev.workers, dev.port) == ("127.0.0.1", 1, 8123)
     monkeypatch.delenv("PORT")
-    assert build_request("dev", ServeFlags(), load_settings()).port_from == "default"
+    assert build_request("dev", ServeFlags(), read_start_settings()).port_from == "default"
 
 
 def test_secret_values_are_named_but_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,6 +182,7 @@ def test_changing_a_declared_range_changes_the_env_the_flag_and_every_help(
     assert flag_error("prod", ServeFlags(workers="4")).endswith("from 1 to 3")
     monkeypatch.setenv("PORT", str(DEFAULT_PORT + 9))  # inside the new range: taken
     assert load_settings().port == DEFAULT_PORT + 9
+    assert read_start_settings().value(PORT) == DEFAULT_PORT + 9
 
     for mode in ("dev", "prod", None):
         assert ports in serve_flags(mode)["port"]

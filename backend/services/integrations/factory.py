@@ -1,4 +1,4 @@
-"""Build the token service from the settings, and hold one lazily for the web app.
+"""Build the token service from the settings (the web app holds one lazily: ``backend/app.py``).
 
 Defaults: the SQLite file ``tokens.db`` in the data directory: ``DATA_DIR``, else the
 platform's per-user data directory as platformdirs names it - Linux and the BSDs
@@ -11,7 +11,6 @@ shared by every worker and checkout of the user.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from backend.services.integrations.keys import KeyRing, configured_keys, development_key
@@ -64,23 +63,3 @@ def token_service(settings: Settings | None = None) -> UnifiedTokenService:
     return UnifiedTokenService(
         token_store(settings), key_ring(settings), skew=float(settings.token_refresh_skew)
     )
-
-
-class LazyTokenService:
-    """One service per process, built on first use; a failed build is retried next time."""
-
-    def __init__(self) -> None:
-        self._service: UnifiedTokenService | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> UnifiedTokenService:
-        with self._lock:
-            if self._service is None:
-                self._service = token_service()
-            return self._service
-
-    def close(self) -> None:
-        with self._lock:
-            if self._service is not None:
-                self._service.close()
-                self._service = None
