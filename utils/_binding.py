@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Any, NamedTuple
 
-from utils._common import Listener
-from utils._holders import listeners
+from utils._records import Record
 from utils._values import DEFAULT_PORT, resolve_host, shown
 from utils.errors import InvalidValue
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from utils._common import Listener
 
 LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::")
 _UNAVAILABLE = (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
 
-class AddressStatus(NamedTuple):
+class AddressStatus(Record):
     """The result of one test bind."""
 
     address: str
@@ -34,7 +38,7 @@ class AddressStatus(NamedTuple):
         return self.reason != "unavailable"
 
 
-class PortStatus(NamedTuple):
+class PortStatus(Record):
     """Whether ``port`` is free on every address checked, and who blocks it if not."""
 
     port: int
@@ -122,8 +126,10 @@ def check(port: int, host: str | None = None) -> PortStatus:
     """Test-bind ``port`` on ``host``'s addresses (default: every local address)."""
     statuses = _probes(port, addresses_for(host))
     busy = [status.address for status in statuses if status.available and not status.free]
-    if not busy:
+    if not busy:  # the test binds answer: no process is looked at
         return PortStatus(port, host, statuses)
+    from utils._holders import listeners  # only a held port needs the scan
+
     blockers = tuple(
         row
         for row in listeners(port, bound=True)

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import cast
 
-from utils._common import Reader, ReaderName
 from utils.errors import InvalidValue
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from utils._common import Reader
+    from utils._names import ReaderName
 
 READER_VARIABLE = "PORT_MANAGER_READER"
 READERS: tuple[ReaderName, ...] = ("netlink", "procfs", "psutil")
@@ -34,7 +37,7 @@ def _choose(setting: str) -> tuple[ReaderName, Reader]:
         from utils import _linux
 
         if _linux.available():
-            name = cast(ReaderName, choice or "netlink")
+            name: ReaderName = "procfs" if choice == "procfs" else "netlink"
             _linux.select(name)
             return name, _linux
     if choice in ("netlink", "procfs"):

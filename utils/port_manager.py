@@ -12,7 +12,6 @@ installed, ``portkeeper``) it is the command line of ``utils/port_cli.py``.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 if __name__ == "__main__" and not __package__:
     # Run as a file: make the repository importable, then hand over to the CLI.
@@ -23,7 +22,7 @@ if __name__ == "__main__" and not __package__:
 
     sys.exit(main())
 
-from utils._common import Listener, ProcessFacts, ReaderName, Role
+from utils._common import Listener, ProcessFacts
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_PORT,
@@ -43,6 +42,7 @@ from utils._values import (
 )
 from utils.errors import InvalidValue
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should see them
     from utils._binding import (
         LOCAL_ADDRESSES,
@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should s
         project_ports,
         socket_ports,
     )
+    from utils._names import ReaderName, Role
     from utils._platform import reader_name
     from utils._project_policy import PROJECT_ROOT, is_project_process, runs_project_code
     from utils._stop_rules import CleanupResult, Outcome
@@ -109,6 +110,7 @@ _LAZY = {
         ),
         "utils._holders",
     ),
+    **dict.fromkeys(("ReaderName", "Role"), "utils._names"),  # Literal types: typing loads
     "reader_name": "utils._platform",
     **dict.fromkeys(
         ("PROJECT_ROOT", "is_project_process", "runs_project_code"), "utils._project_policy"
