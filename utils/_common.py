@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 # "IPv6"; no holder pids: the operating system does not name the owner. Plain tuples,
 # not records: a scan reports thousands.
 HeldSocket = tuple[str, str, str, int, bool, tuple[int, ...]]
-# What the project rule and the process tree need of a process, read cheaply for every
-# process: (parent pid, command line, working directory or None).
-ProcessEntry = tuple[int | None, tuple[str, ...], str | None]
+# What the project rule needs of a process, read cheaply for every process: (command
+# line, working directory or None).
+Program = tuple[tuple[str, ...], str | None]
 
 
 class ProcessFacts(Record):
@@ -76,9 +76,8 @@ if TYPE_CHECKING:
             """pid -> parent pid of every visible process."""
             ...
 
-        def process_table(self) -> dict[int, ProcessEntry]:
-            """pid -> (parent pid, command line, working directory) of every visible
-            process that runs a program (kernel threads may be left out)."""
+        def programs(self) -> dict[int, Program]:
+            """pid -> (command line, working directory) of every visible process."""
             ...
 
         def process_facts(self, pid: int) -> ProcessFacts | None:

@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator
 
-    from utils._common import HeldSocket, ProcessEntry
+    from utils._common import HeldSocket, Program
 
 _FAMILIES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 
@@ -116,14 +116,13 @@ def parents() -> dict[int, int]:
     return found
 
 
-def process_table() -> dict[int, ProcessEntry]:
-    """pid -> (parent pid, command line, working directory) of every process the system
-    shows (None and () where it will not tell)."""
-    table: dict[int, ProcessEntry] = {}
-    for process in psutil.process_iter(["ppid", "cmdline", "cwd"]):
-        info = process.info
-        table[process.pid] = (info["ppid"] or None, tuple(info["cmdline"] or ()), info["cwd"])
-    return table
+def programs() -> dict[int, Program]:
+    """pid -> (command line, working directory) of every process the system shows (()
+    and None where it will not tell)."""
+    return {
+        process.pid: (tuple(process.info["cmdline"] or ()), process.info["cwd"])
+        for process in psutil.process_iter(["cmdline", "cwd"])
+    }
 
 
 def process_facts(pid: int) -> ProcessFacts | None:

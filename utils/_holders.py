@@ -165,16 +165,15 @@ def scan(port: int | None = None, *, project_only: bool = False, bound: bool = F
                     (sock_port, family, address, 0, None, listening, False, "server", socket_id)
                 )
             continue
-        named = [pid for pid in holders if pid in facts]  # the others exited meanwhile
-        if len(named) == 1:  # the common case: one process alone on its socket
-            pid = named[0]
-            if own[pid] or not project_only:
+        if len(holders) == 1:  # the common case, spelled out: one process alone on it
+            pid = holders[0]
+            if pid in own and (own[pid] or not project_only):  # else: exited meanwhile
                 rows.append(
                     (sock_port, family, address, pid, pid, listening, own[pid], "server", socket_id)
                 )
             continue
-        sharing = set(named)
-        for pid in named:
+        sharing = {pid for pid in holders if pid in facts}  # the others exited meanwhile
+        for pid in sharing:
             project = own[pid] or own[supervisor_of(pid, sharing, facts)]
             if project or not project_only:
                 role = _role(facts[pid], sharing)
@@ -224,20 +223,20 @@ def _project_sockets(
     the project's nor related to one by descent that shares a project socket (one handed
     over a Unix socket) is not seen, so a holder alone with it reads "server", not
     "supervisor"."""
-    table = system.process_table()
-    own = {pid for pid, (_, cmdline, cwd) in table.items() if judge(cmdline, cwd)}
+    own = {pid for pid, (cmdline, cwd) in system.programs().items() if judge(cmdline, cwd)}
     found = system.held_sockets(port, bound, own)
     if not found:
         return []
-    children: dict[int | None, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
+    tree = system.parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in tree.items():
         children.setdefault(ppid, []).append(pid)
     above: set[int] = set()
     for pid in own:
-        parent = table[pid][0]
-        while parent in table and parent not in own and parent not in above:
+        parent = tree.get(pid)
+        while parent and parent not in own and parent not in above:
             above.add(parent)
-            parent = table[parent][0]
+            parent = tree.get(parent)
     sockets: dict[str, HeldSocket] = {}
     scanned, below = set(own), set(own)
     while found:

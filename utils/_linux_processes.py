@@ -16,10 +16,9 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from utils._common import ProcessEntry
+    from utils._common import Program
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_PF_KTHREAD = 0x00200000  # the flags of /proc/PID/stat: a kernel thread (no program, no files)
 _CHUNK = 1 << 16
 
 
@@ -71,7 +70,7 @@ def _socket_inode(link: str) -> int | None:
 
 def socket_holders(
     pids: Iterable[int] | None, wanted: dict[str, int] | None
-) -> dict[int, list[int]]:
+) -> dict[int, tuple[int, ...]]:
     """inode -> the processes holding it, from one pass over the fd tables of ``pids``
     (None: of every process): of the sockets ``wanted`` names by their link text
     (``"socket:[N]" -> N``), or of every socket (None).
@@ -84,7 +83,7 @@ def socket_holders(
     match: Callable[[str], int | None] = wanted.get if wanted is not None else _socket_inode
     readlink, listdir, open_dir, close = os.readlink, os.listdir, os.open, os.close
     flags = os.O_RDONLY | os.O_DIRECTORY
-    holders: dict[int, list[int]] = {}
+    holders: dict[int, tuple[int, ...]] = {}
     for name in names:
         if not name.isdigit():
             continue
@@ -105,9 +104,9 @@ def socket_holders(
             if inode is not None:
                 found = holders.get(inode)
                 if found is None:
-                    holders[inode] = [pid]
-                elif found[-1] != pid:  # the same socket on two fds of one process
-                    found.append(pid)
+                    holders[inode] = (pid,)
+                elif found[-1] != pid:  # not the same socket on two fds of one process
+                    holders[inode] = (*found, pid)
         close(fd_dir)
     return holders
 
@@ -126,23 +125,15 @@ def parents() -> dict[int, int]:
     return found
 
 
-def process_table() -> dict[int, ProcessEntry]:
-    """pid -> (parent pid, command line, working directory) of every process but the
-    kernel's threads: what the project rule and the process tree need, read for every
-    process before any fd table (``list`` of the project's servers)."""
-    table: dict[int, ProcessEntry] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        base = f"/proc/{name}"
-        try:
-            _, after = _stat_fields(base)
-        except OSError:  # exited meanwhile
-            continue
-        if int(after[6]) & _PF_KTHREAD:
-            continue
-        table[int(name)] = (int(after[1]) or None, _cmdline(base), _cwd(base))
-    return table
+def programs() -> dict[int, Program]:
+    """pid -> (command line, working directory) of every process: what the project rule
+    needs, read for every process before any fd table (``list`` of the project's
+    servers). A process gone meanwhile reads as ((), None): no program of anyone's."""
+    return {
+        int(name): (_cmdline(f"/proc/{name}"), _cwd(f"/proc/{name}"))
+        for name in os.listdir("/proc")
+        if name.isdigit()
+    }
 
 
 _USERS: dict[int, str] = {}

@@ -68,8 +68,6 @@ def listeners_json(scan: Scan) -> str:
     a family name, plain ASCII - is written in place. A process with thousands of
     sockets would otherwise have its command line encoded thousands of times.
     """
-    import json
-
     encoded: dict[tuple[int | None, bool, bool, str], str] = {}
     parts = []
     for row in scan.rows:
@@ -79,9 +77,35 @@ def listeners_json(scan: Scan) -> str:
         if process is None:
             whole = scan.listener(row).as_dict()
             del whole["port"], whole["address"], whole["family"]
-            process = encoded[key] = json.dumps(whole)[1:]
+            process = ", ".join(f'"{name}": {_json(value)}' for name, value in whole.items())
+            process = encoded[key] = process + "}"
         parts.append(f'{{"port": {port}, "address": "{address}", "family": "{family}", {process}')
     return "[" + ", ".join(parts) + "]"
+
+
+def _json(value: object) -> str:
+    """``json.dumps(value)`` for what a listener row holds (None, booleans, integers,
+    strings and lists of them), without importing json - and ``re`` beneath it - unless
+    a string needs escaping: plain printable ASCII is written as it is."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_json(item) for item in value) + "]"
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isprintable()
+        and '"' not in value
+        and "\\" not in value
+    ):
+        return f'"{value}"'
+    import json
+
+    return json.dumps(value)
 
 
 def print_status(status: PortStatus, colour: bool) -> None:

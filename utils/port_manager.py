@@ -1,8 +1,8 @@
 """Who holds a port, is it free, which one is, take one, free one, wait for one.
 
 The public API of the port tools, and the only module the CLI, the Invoke tasks, the
-backend and the tests import them through. Importing it is cheap: the values, the
-records and the defaults load at once; the parts that do the work (test binds,
+backend and the tests import them through. Importing it is cheap: the values and the
+defaults load at once; the records and the parts that do the work (test binds,
 discovery, stopping, waiting, the compatibility functions) load on first use.
 
 Run as a program (``python utils/port_manager.py``, ``python -m utils.port_manager`` or,
@@ -18,11 +18,10 @@ if __name__ == "__main__" and not __package__:
     import os
 
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    from utils.port_cli import main
+    from utils.port_cli import run
 
-    sys.exit(main())
+    run()
 
-from utils._common import Listener, ProcessFacts
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_PORT,
@@ -53,6 +52,7 @@ if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should s
         find,
         reserve,
     )
+    from utils._common import Listener, ProcessFacts
     from utils._compat import (
         cleanup_port,
         cleanup_port_if_needed,
@@ -110,6 +110,7 @@ _LAZY = {
         ),
         "utils._holders",
     ),
+    **dict.fromkeys(("Listener", "ProcessFacts"), "utils._common"),
     **dict.fromkeys(("ReaderName", "Role"), "utils._names"),  # Literal types: typing loads
     "reader_name": "utils._platform",
     **dict.fromkeys(
@@ -192,6 +193,6 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    from utils.port_cli import main
+    from utils.port_cli import run
 
-    sys.exit(main())
+    run()

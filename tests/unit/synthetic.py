@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import NamedTuple
 
-from utils._common import HeldSocket, Listener, ProcessEntry, ProcessFacts
+from utils._common import HeldSocket, Listener, ProcessFacts, Program
 from utils._names import Role
 
 # A user id no test process runs as: "another user" without needing one.
@@ -128,10 +128,8 @@ class FakeReader:
             found.pid: found.ppid for found in self.processes.values() if found.ppid is not None
         }
 
-    def process_table(self) -> dict[int, ProcessEntry]:
-        return {
-            found.pid: (found.ppid, found.cmdline, found.cwd) for found in self.processes.values()
-        }
+    def programs(self) -> dict[int, Program]:
+        return {found.pid: (found.cmdline, found.cwd) for found in self.processes.values()}
 
     def process_facts(self, pid: int) -> ProcessFacts | None:
         return self.processes.get(pid)
