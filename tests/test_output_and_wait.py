@@ -292,6 +292,26 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(processes: Processes) -> N
     assert pipeline.stderr == ""
 
 
+def test_a_short_answer_into_a_closed_pipe_is_a_no_without_a_word() -> None:
+    """An answer still buffered at the end, for a reader already gone: the CLI flushes it
+    before its quick exit, and a reader gone is a plain 1 (no "Exception ignored")."""
+    reading, writing = os.pipe()
+    os.close(reading)
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    try:
+        result = subprocess.run(
+            [PYTHON, "utils/port_manager.py", "check", str(fresh_port())],
+            cwd=ROOT,
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            env=buffered,
+        )
+    finally:
+        os.close(writing)
+    assert (result.returncode, result.stderr) == (1, b"")
+
+
 def test_help_names_every_command() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
