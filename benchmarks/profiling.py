@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.load import ListenerLoad
+from benchmarks.machine import precompile
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"]
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "list-all.prof"
     )
     args = parser.parse_args(argv)
+    precompile(ROOT)
     with ListenerLoad(args.listeners, args.processes) as load:
         print(f"{load.listeners} listeners in {len(load.children)} processes")
         print(wall_time())

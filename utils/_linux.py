@@ -4,7 +4,8 @@ Written by hand instead of using psutil: psutil reports one pid per socket (a uv
 supervisor and its workers share one) and builds the full connection table, while
 this asks the kernel for listening sockets only. Sockets come from netlink
 ``sock_diag`` (what ``ss`` uses: the kernel filters by state and sends binary
-records), falling back to parsing ``/proc/net/tcp{,6}`` where netlink is refused.
+records), falling back to parsing ``/proc/net/tcp{,6}`` where netlink is refused. The
+process side (fd tables, the process tree, programs and facts) is ``_linux_processes``.
 """
 
 from __future__ import annotations
