@@ -68,6 +68,13 @@ if TYPE_CHECKING:
             hold are reported."""
             ...
 
+        def holders_of(
+            self, socket_ids: Collection[str], pids: Collection[int]
+        ) -> dict[str, tuple[int, ...]]:
+            """socket id -> which of ``pids`` hold it, of the sockets ``socket_ids`` (of an
+            earlier ``held_sockets``): their fd tables are read, the socket tables not."""
+            ...
+
         def socket_ports(self) -> dict[str, int]:
             """socket id -> port of every listening TCP socket, holders not looked for."""
             ...

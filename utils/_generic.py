@@ -64,6 +64,23 @@ def _processes(pids: Collection[int] | None) -> Iterator[psutil.Process]:
             continue
 
 
+def holders_of(socket_ids: Collection[str], pids: Collection[int]) -> dict[str, tuple[int, ...]]:
+    """socket id -> which of ``pids`` hold it, of the sockets ``socket_ids`` (of an
+    earlier ``held_sockets``): these processes' connections alone."""
+    found: dict[str, tuple[int, ...]] = {}
+    for process in _processes(pids):
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.Error, OSError):
+            continue
+        for family, address, sock_port, _ in _listening_of(connections, bound=True):
+            socket_id = _socket_id(family, address, sock_port)
+            holders = found.get(socket_id, ())
+            if socket_id in socket_ids and process.pid not in holders:
+                found[socket_id] = (*holders, process.pid)
+    return found
+
+
 def held_sockets(
     port: int | None = None, bound: bool = False, pids: Collection[int] | None = None
 ) -> list[HeldSocket]:

@@ -216,16 +216,17 @@ def _project_sockets(
     program alone: the project's own processes; below them, the children of every
     holder found (a worker shares its supervisor's socket and counts through it); above
     them, their ancestors (a parent holding the same socket decides a holder's
-    supervisor and role). With no project process holding a socket, no other fd table
-    is read and the kernel's socket tables are not asked.
+    supervisor and role). Only the project's own processes can bring a socket in (any
+    other's socket is the project's only when shared with one of them), so the kernel's
+    socket tables are asked once, and not at all when none of them holds a socket.
 
     The rows are those of a scan of every process, but in one case: a process neither
     the project's nor related to one by descent that shares a project socket (one handed
     over a Unix socket) is not seen, so a holder alone with it reads "server", not
     "supervisor"."""
     own = {pid for pid, (cmdline, cwd) in system.programs().items() if judge(cmdline, cwd)}
-    found = system.held_sockets(port, bound, own)
-    if not found:
+    sockets = {held[0]: held for held in system.held_sockets(port, bound, own)}
+    if not sockets:
         return []
     tree = system.parents()
     children: dict[int, list[int]] = {}
@@ -237,19 +238,18 @@ def _project_sockets(
         while parent and parent not in own and parent not in above:
             above.add(parent)
             parent = tree.get(parent)
-    sockets: dict[str, HeldSocket] = {}
     scanned, below = set(own), set(own)
-    while found:
-        for socket_id, family, address, sock_port, listening, more in found:
-            known = sockets.get(socket_id)  # seen before: more holders of it now
-            holders = more if known is None else tuple(dict.fromkeys(known[5] + more))
-            sockets[socket_id] = (socket_id, family, address, sock_port, listening, holders)
-        holding = {pid for held in found for pid in held[5] if pid in below}
-        kids = {child for pid in holding for child in children.get(pid, ())}
+    holding = {pid for held in sockets.values() for pid in held[5]}
+    while holding:
+        kids = {child for pid in holding if pid in below for child in children.get(pid, ())}
         below |= kids
         nearby = (kids | above) - scanned
         scanned |= nearby
-        found = system.held_sockets(port, bound, nearby) if nearby else []
+        holding = set()
+        for socket_id, more in (system.holders_of(sockets, nearby) if nearby else {}).items():
+            held = sockets[socket_id]
+            sockets[socket_id] = (*held[:5], tuple(dict.fromkeys(held[5] + more)))
+            holding.update(more)
     return list(sockets.values())
 
 

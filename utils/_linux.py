@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "available",
     "held_sockets",
+    "holders_of",
     "parents",
     "process_facts",
     "programs",
@@ -95,7 +96,7 @@ def _netlink_dump(
         for _, _, state, raw_port, source, inode in _messages(link):
             if wanted is not None and inode not in wanted:
                 continue
-            sock_port = int.from_bytes(raw_port, "big")
+            sock_port = raw_port[0] << 8 | raw_port[1]  # big-endian
             if (port is None or sock_port == port) and (
                 state == _TCP_LISTEN or (bound and state == _TCP_CLOSE and sock_port)
             ):
@@ -192,6 +193,14 @@ def _socket_table(port: int | None, bound: bool = False, wanted: set[int] | None
 def socket_ports() -> dict[str, int]:
     """socket id -> port of every listening TCP socket, holders not looked for."""
     return {f"inode:{inode}": entry[2] for inode, entry in _socket_table(None).items()}
+
+
+def holders_of(socket_ids: Collection[str], pids: Collection[int]) -> dict[str, tuple[int, ...]]:
+    """socket id -> which of ``pids`` hold it, of the sockets ``socket_ids`` (inode ids of
+    an earlier ``held_sockets``): their fd tables alone."""
+    inodes = [int(socket_id.partition(":")[2]) for socket_id in socket_ids]
+    wanted = {f"socket:[{inode}]": inode for inode in inodes}
+    return {f"inode:{inode}": pids for inode, pids in socket_holders(pids, wanted).items()}
 
 
 def held_sockets(

@@ -100,6 +100,7 @@ class FakeReader:
         self.holdings = list(holdings or [])
         self.processes = {found.pid: found for found in processes or []}
         self.asked: list[set[int] | None] = []  # the pids of each held_sockets (None: all)
+        self.looked_at: list[set[int]] = []  # the pids of each holders_of
 
     def available(self) -> bool:
         return True
@@ -119,6 +120,16 @@ class FakeReader:
             for held, named in sockets.values()
             if pids is None or named
         ]
+
+    def holders_of(
+        self, socket_ids: Collection[str], pids: Collection[int]
+    ) -> dict[str, tuple[int, ...]]:
+        self.looked_at.append(set(pids))
+        found: dict[str, tuple[int, ...]] = {}
+        for held in self.holdings:
+            if held.socket_id in socket_ids and held.pid in pids:
+                found[held.socket_id] = (*found.get(held.socket_id, ()), held.pid)
+        return found
 
     def socket_ports(self) -> dict[str, int]:
         return {held.socket_id: held.port for held in self.holdings if held.listening}

@@ -143,11 +143,12 @@ def test_the_expected_rows_are_the_projects() -> None:
 def test_unrelated_fd_tables_are_not_read(fake_reader: FakeReader) -> None:
     supervisor_with_workers_beside_foreign_servers(fake_reader)
     listeners(project_only=True)
-    # the project's processes, then the children of its holders and its ancestors (init)
-    assert fake_reader.asked == [{100}, {1, 101, 102}]
+    assert fake_reader.asked == [{100}]  # the sockets: the project's own processes only
+    # who else holds them: the children of its holders and its ancestors (init), then none
+    assert fake_reader.looked_at == [{1, 101, 102}]
 
 
 def test_without_a_project_holder_one_look_is_all(fake_reader: FakeReader) -> None:
     no_project_server(fake_reader)
     assert listeners(project_only=True) == []
-    assert fake_reader.asked == [{100}]
+    assert (fake_reader.asked, fake_reader.looked_at) == ([{100}], [])
