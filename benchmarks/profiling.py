@@ -23,6 +23,16 @@ from benchmarks.machine import precompile
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"]
+# The command under cProfile: through main(), which returns, rather than as a program,
+# which ends with os._exit before cProfile could write its file.
+PROFILED = """
+import cProfile, sys
+root, output, *words = sys.argv[1:]
+sys.path[0] = root
+sys.argv = [root + "/utils/port_manager.py", *words]
+from utils.port_cli import main
+cProfile.run("main()", output)
+"""
 
 
 def import_times(top: int) -> str:
@@ -53,7 +63,7 @@ def profile(top: int, output: Path) -> str:
     """cProfile of one run, sorted by cumulative time and by own time."""
     output.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "cProfile", "-o", str(output), *COMMAND],
+        [sys.executable, "-c", PROFILED, str(ROOT), str(output), *COMMAND[1:]],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         check=False,
