@@ -88,6 +88,7 @@ def held_sockets(
     with ``bound``, also the bound-only sockets the system reports. With ``pids``, only
     these processes are asked, and only the sockets they hold are reported."""
     found: dict[str, tuple[str, str, int, bool, list[int]]] = {}
+    new: tuple[str, str, int, bool, list[int]]
     for process in _processes(pids):
         try:
             connections = process.net_connections(kind="tcp")
@@ -95,14 +96,8 @@ def held_sockets(
             continue
         for family, address, sock_port, listens in _listening_of(connections, bound):
             if port is None or sock_port == port:
-                entry: tuple[str, str, int, bool, list[int]] = (
-                    family,
-                    address,
-                    sock_port,
-                    listens,
-                    [],
-                )
-                holders = found.setdefault(_socket_id(family, address, sock_port), entry)[4]
+                new = (family, address, sock_port, listens, [])
+                holders = found.setdefault(_socket_id(family, address, sock_port), new)[4]
                 if process.pid not in holders:
                     holders.append(process.pid)
     if pids is None:  # sockets no process of ours shows: holders unknown
@@ -112,11 +107,8 @@ def held_sockets(
             system_wide = []
         for family, address, sock_port, listens in _listening_of(system_wide, bound):
             if port is None or sock_port == port:
-                found.setdefault(
-                    _socket_id(family, address, sock_port),
-                    (family, address, sock_port, listens, []),
-                )
-                (_socket_id(family, address, sock_port), entry)
+                new = (family, address, sock_port, listens, [])
+                found.setdefault(_socket_id(family, address, sock_port), new)
     return [
         (socket_id, family, address, sock_port, listens, tuple(holders))
         for socket_id, (family, address, sock_port, listens, holders) in found.items()
