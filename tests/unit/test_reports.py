@@ -44,7 +44,8 @@ def _scan(fake_reader: FakeReader) -> Scan:
     and states, a hidden holder, a bound socket, outside text of every kind."""
     server = facts(10, cmdline=HOSTILE, user='o"wner\n', cwd=PROJECT_ROOT)
     worker = facts(11, 10, cmdline=("python3", "-c", "w\u00e9"), stopped=True)
-    fake_reader.processes = {p.pid: p for p in (server, worker, facts(12, cmdline=()))}
+    quoting = facts(13, cmdline=("sh", "-c", 'echo "plain"', "back\\slash"))  # printable, escaped
+    fake_reader.processes = {p.pid: p for p in (server, worker, facts(12, cmdline=()), quoting)}
     fake_reader.holdings = [
         holding(10, 8000, socket_id="a"),
         holding(11, 8000, socket_id="a"),
@@ -54,6 +55,7 @@ def _scan(fake_reader: FakeReader) -> Scan:
         holding(10, 8004, socket_id="e"),
         holding(10, 8005, socket_id="f", listening=False),
         holding(11, 8005, socket_id="f", listening=False),
+        holding(13, 8006, socket_id="g"),
     ]
     return scan(bound=True)
 
@@ -76,6 +78,7 @@ def test_the_json_cache_keeps_each_rows_own_socket(fake_reader: FakeReader) -> N
         (8004, "127.0.0.1", "IPv4", 10),
         (8005, "127.0.0.1", "IPv4", 10),
         (8005, "127.0.0.1", "IPv4", 11),
+        (8006, "127.0.0.1", "IPv4", 13),
     ]
     assert [(d["state"], d["role"], d["project"]) for d in decoded] == [
         ("listening", "supervisor", True),
@@ -86,6 +89,7 @@ def test_the_json_cache_keeps_each_rows_own_socket(fake_reader: FakeReader) -> N
         ("listening", "server", True),
         ("bound", "supervisor", True),
         ("bound", "worker", True),
+        ("listening", "server", False),
     ]
     assert decoded[1]["suspended"] is True and decoded[0]["suspended"] is False
 
