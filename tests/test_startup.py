@@ -86,10 +86,11 @@ def test_list_check_and_find_do_not_import_typing(command: list[str], status: in
 
 def test_check_of_a_free_port_loads_no_discovery() -> None:
     """A free port is answered by the test binds alone: no socket or process scan, not
-    even its modules."""
+    even its modules; and the binds need only ``_socket``, not the wrapper's enums."""
     script = str(ROOT / "utils" / "port_manager.py")
     modules = imported_modules(0, script, "check", str(fresh_port()), dotted=True)
     assert not {"utils._holders", "utils._platform", "utils._linux", "psutil"} & modules
+    assert "_socket" in modules and "socket" not in modules
 
 
 def test_json_output_skips_the_table_code() -> None:
