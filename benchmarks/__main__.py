@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks import report, scenarios
 from benchmarks.load import ListenerLoad
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, precompile
 from benchmarks.results import Comparison
 from benchmarks.timing import Spawner
 
@@ -132,6 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # stop like Ctrl-C: every finally runs
     os.chdir(ROOT)
+    precompile(ROOT)
     tools = {name: scenarios.find_tool(name) for name in ("ss", "lsof", "fuser")}
     for name, path in tools.items():
         if path is None:

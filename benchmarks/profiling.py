@@ -19,9 +19,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.load import ListenerLoad
+from benchmarks.machine import precompile
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = [str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"]
+# The command under cProfile: through main(), which returns, rather than as a program,
+# which ends with os._exit before cProfile could write its file.
+PROFILED = """
+import cProfile, sys
+root, output, *words = sys.argv[1:]
+sys.path[0] = root
+sys.argv = [root + "/utils/port_manager.py", *words]
+from utils.port_cli import main
+cProfile.run("main()", output)
+"""
 
 
 def import_times(top: int) -> str:
@@ -52,7 +63,7 @@ def profile(top: int, output: Path) -> str:
     """cProfile of one run, sorted by cumulative time and by own time."""
     output.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        [sys.executable, "-m", "cProfile", "-o", str(output), *COMMAND],
+        [sys.executable, "-c", PROFILED, str(ROOT), str(output), *COMMAND[1:]],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         check=False,
@@ -86,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output", type=Path, default=ROOT / "benchmarks" / "results" / "list-all.prof"
     )
     args = parser.parse_args(argv)
+    precompile(ROOT)
     with ListenerLoad(args.listeners, args.processes) as load:
         print(f"{load.listeners} listeners in {len(load.children)} processes")
         print(wall_time())

@@ -322,7 +322,7 @@ def _kernel_names_bound_sockets() -> bool:
     with __import__("socket").socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-        return any(not row.listening for row in _linux.socket_holdings(port, bound=True))
+        return any(not held[4] for held in _linux.held_sockets(port, bound=True))  # listening
 
 
 def _start_bound_only(processes: Processes) -> tuple[subprocess.Popen[bytes], int]:

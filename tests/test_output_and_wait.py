@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import (
+    APPS,
     POSIX_SHELL,
     PROCFS,
     PTY,
@@ -177,6 +178,64 @@ def test_every_discovery_path_agrees(processes: Processes, monkeypatch: pytest.M
     assert len(views["netlink"]) == 600 + 3  # the spread, plus the supervisor and two workers
 
 
+# A foreign supervisor (an inline program working elsewhere) whose forked child moves into
+# the repository: the child is the project's by its working directory, and a worker.
+FOREIGN_PARENT_OF_A_PROJECT_CHILD = """
+import os, socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+if os.fork() == 0:
+    os.chdir(sys.argv[2])
+while True: time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("reader", ["netlink", "procfs", "psutil"])
+def test_the_project_only_scan_gives_the_rows_of_the_whole_scan(
+    processes: Processes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """The default list reads only the fd tables of processes that can be the project's:
+    its rows must be the project's rows of a scan of every process, on every reader."""
+    workers, from_elsewhere, foreign, mixed = (fresh_port() for _ in range(4))
+    uvicorn = [PYTHON, "-m", "uvicorn", "tests.apps.tiny:app", "--workers", "2"]
+    started = {
+        workers: (processes.start([*uvicorn, "--port", str(workers)]), 3),
+        from_elsewhere: (
+            processes.start(
+                [PYTHON, str(APPS / "listen.py"), str(from_elsewhere), "2"], cwd=tmp_path
+            ),
+            3,
+        ),
+        foreign: (
+            processes.start([PYTHON, "-c", listener_script(), str(foreign)], cwd=tmp_path),
+            1,
+        ),
+        mixed: (
+            processes.start(
+                [PYTHON, "-c", FOREIGN_PARENT_OF_A_PROJECT_CHILD, str(mixed), str(ROOT)],
+                cwd=tmp_path,
+            ),
+            2,
+        ),
+    }
+    for port, (_, count) in started.items():
+        deadline_poll(lambda port=port, count=count: len(pids_holding(port)) == count)
+    ours = {member.pid for server, _ in started.values() for member in processes.tree(server.pid)}
+    monkeypatch.setenv("PORT_MANAGER_READER", reader)
+    fast = [row for row in port_manager.listeners(project_only=True) if row.pid in ours]
+    whole = [row for row in port_manager.listeners() if row.project and row.pid in ours]
+    assert fast == whole
+    roles = {port: sorted(row.role for row in fast if row.port == port) for port in started}
+    assert roles == {
+        workers: ["supervisor", "worker", "worker"],
+        from_elsewhere: ["supervisor", "worker", "worker"],
+        foreign: [],
+        mixed: ["worker"],  # the child; its foreign parent is not the project's
+    }
+
+
 HUNG_TEST = """
 import signal, time
 
@@ -243,6 +302,26 @@ def test_output_into_a_closed_pipe_is_not_a_traceback(processes: Processes) -> N
         timeout=60,
     )
     assert pipeline.stderr == ""
+
+
+def test_a_short_answer_into_a_closed_pipe_is_a_no_without_a_word() -> None:
+    """An answer still buffered at the end, for a reader already gone: the CLI flushes it
+    before its quick exit, and a reader gone is a plain 1 (no "Exception ignored")."""
+    reading, writing = os.pipe()
+    os.close(reading)
+    buffered = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    try:
+        result = subprocess.run(
+            [PYTHON, "utils/port_manager.py", "check", str(fresh_port())],
+            cwd=ROOT,
+            stdout=writing,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            env=buffered,
+        )
+    finally:
+        os.close(writing)
+    assert (result.returncode, result.stderr) == (1, b"")
 
 
 def test_help_names_every_command() -> None:

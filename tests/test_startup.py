@@ -61,6 +61,40 @@ def test_port_cli_imports_nothing_heavy(command: list[str], status: int) -> None
     assert "dataclasses" not in modules  # it drags in inspect: more than a check may cost
 
 
+@pytest.mark.parametrize(
+    ("command", "status"),
+    [
+        (["list"], 0),
+        (["list", "--all"], 0),
+        (["list", "--all", "--json"], 0),
+        (["check", "PORT"], 0),
+        (["check", "PORT", "--json"], 0),
+        (["check", "HELD"], 1),  # held here: the holders are looked for
+        (["find"], 0),
+        (["find", "--json"], 0),
+    ],
+)
+def test_list_check_and_find_do_not_import_typing(command: list[str], status: int) -> None:
+    """typing (with re, functools and contextlib beneath it) costs more start-up time than
+    a check of a free port may take: records and annotations do without it at run time."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        values = {"PORT": str(fresh_port()), "HELD": str(held.getsockname()[1])}
+        args = [values.get(arg, arg) for arg in command]
+        modules = imported_modules(status, str(ROOT / "utils" / "port_manager.py"), *args)
+    assert "typing" not in modules
+
+
+def test_check_of_a_free_port_loads_no_discovery() -> None:
+    """A free port is answered by the test binds alone: no socket or process scan, not
+    even its modules; and the binds need only ``_socket``, not the wrapper's enums."""
+    script = str(ROOT / "utils" / "port_manager.py")
+    modules = imported_modules(0, script, "check", str(fresh_port()), dotted=True)
+    assert not {"utils._holders", "utils._platform", "utils._linux", "psutil"} & modules
+    assert "_socket" in modules and "socket" not in modules
+
+
 def test_json_output_skips_the_table_code() -> None:
     assert "shlex" not in imported_modules(
         0, str(ROOT / "utils" / "port_manager.py"), "list", "--all", "--json"

@@ -10,12 +10,12 @@ grammar here is fixed and small: ``COMMAND [PORT ...] [--flag] [--option VALUE |
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
+from utils._records import Record
 from utils._values import shown
 
 
-class Option(NamedTuple):
+class Option(Record):
     name: str  # "--grace"
     help: str
     takes_value: bool = False
@@ -24,7 +24,7 @@ class Option(NamedTuple):
     repeats: bool = False  # may be given several times: the values form a list
 
 
-class Command(NamedTuple):
+class Command(Record):
     name: str
     help: str
     positional: str | None  # "PORT", or None

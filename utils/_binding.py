@@ -13,15 +13,22 @@ its family's wildcard too (``with_wildcards``).
 
 from __future__ import annotations
 
+# _socket, the C module under ``socket``: a test bind needs none of the wrapper, whose
+# enums cost a quarter of a ``check`` (``reserve`` hands out a real ``socket.socket``).
+import _socket
 import errno
-import socket
 import sys
-from typing import Any, NamedTuple
 
-from utils._common import Listener
-from utils._holders import listeners
+from utils._records import Record
 from utils._values import DEFAULT_PORT, resolve_host, shown
 from utils.errors import InvalidValue
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    import socket
+    from typing import Any
+
+    from utils._common import Listener
 
 LOCAL_ADDRESSES = ("0.0.0.0", "::", "127.0.0.1", "::1")
 WILDCARDS = ("0.0.0.0", "::")
@@ -32,7 +39,7 @@ WSAEACCES = 10013  # Windows: the port is held exclusively, or reserved by the s
 BSD_PLATFORMS = ("darwin", "freebsd", "openbsd", "netbsd", "dragonfly")
 
 
-class AddressStatus(NamedTuple):
+class AddressStatus(Record):
     """The result of one test bind."""
 
     address: str
@@ -45,7 +52,7 @@ class AddressStatus(NamedTuple):
         return self.reason != "unavailable"
 
 
-class PortStatus(NamedTuple):
+class PortStatus(Record):
     """Whether ``port`` is free on every address checked, and who blocks it if not."""
 
     port: int
@@ -70,8 +77,8 @@ class PortStatus(NamedTuple):
         }
 
 
-def _family(address: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in address else socket.AF_INET
+def _family(address: str) -> int:
+    return _socket.AF_INET6 if ":" in address else _socket.AF_INET
 
 
 def bind_options(platform: str | None = None) -> tuple[str, ...]:
@@ -81,9 +88,9 @@ def bind_options(platform: str | None = None) -> tuple[str, ...]:
     return ("SO_EXCLUSIVEADDRUSE",) if (platform or PLATFORM) == "win32" else ("SO_REUSEADDR",)
 
 
-def _set_bind_options(sock: socket.socket) -> None:
+def _set_bind_options(sock: socket.socket | _socket.socket) -> None:
     for name in bind_options():
-        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, name), 1)
+        sock.setsockopt(_socket.SOL_SOCKET, getattr(_socket, name), 1)
 
 
 def with_wildcards(addresses: tuple[str, ...], platform: str | None = None) -> tuple[str, ...]:
@@ -91,7 +98,7 @@ def with_wildcards(addresses: tuple[str, ...], platform: str | None = None) -> t
     specific address brings its family's wildcard, which it would bind beside."""
     if not (platform or PLATFORM).startswith(BSD_PLATFORMS):
         return addresses
-    extra = [WILDCARDS[_family(a) == socket.AF_INET6] for a in addresses if a not in WILDCARDS]
+    extra = [WILDCARDS[_family(a) == _socket.AF_INET6] for a in addresses if a not in WILDCARDS]
     return tuple(dict.fromkeys((*addresses, *extra)))
 
 
@@ -111,17 +118,18 @@ def _reason(error: OSError, platform: str | None = None) -> str:
 def probe(address: str, port: int) -> AddressStatus:
     """Test-bind ``address``:``port`` the way a server would, and let go at once."""
     try:
-        sock = socket.socket(_family(address), socket.SOCK_STREAM)
+        sock = _socket.socket(_family(address), _socket.SOCK_STREAM)
     except OSError as error:
         return AddressStatus(address, False, _reason(error))
-    with sock:
-        try:
-            _set_bind_options(sock)
-            if sock.family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address, port))
-        except OSError as error:
-            return AddressStatus(address, False, _reason(error))
+    try:
+        _set_bind_options(sock)
+        if sock.family == _socket.AF_INET6:
+            sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+    except OSError as error:
+        return AddressStatus(address, False, _reason(error))
+    finally:
+        sock.close()
     return AddressStatus(address, True)
 
 
@@ -157,8 +165,10 @@ def check(port: int, host: str | None = None) -> PortStatus:
     """Test-bind ``port`` on ``host``'s addresses (default: every local address)."""
     statuses = _probes(port, addresses_for(host))
     busy = [status.address for status in statuses if status.available and not status.free]
-    if not busy:
+    if not busy:  # the test binds answer: no process is looked at
         return PortStatus(port, host, statuses)
+    from utils._holders import listeners  # only a held port needs the scan
+
     blockers = tuple(
         row
         for row in listeners(port, bound=True)
@@ -188,9 +198,12 @@ def find(start: int = DEFAULT_PORT, host: str | None = None) -> int:
     for port in range(start, 65536):
         if quick_free(port, addresses):
             return port
-    with socket.socket(_family(addresses[0]), socket.SOCK_STREAM) as sock:
+    sock = _socket.socket(_family(addresses[0]), _socket.SOCK_STREAM)
+    try:
         sock.bind((addresses[0], 0))
         return int(sock.getsockname()[1])
+    finally:
+        sock.close()
 
 
 class PortInUse(Exception):
@@ -202,6 +215,8 @@ class PortInUse(Exception):
 
 
 def _bind_listening(address: str, port: int, backlog: int) -> socket.socket:
+    import socket  # a real socket.socket for the server (the test binds use _socket)
+
     beside = with_wildcards((address,))[1:]  # BSD: a wildcard another socket holds
     if port and beside and not quick_free(port, beside):
         raise OSError(errno.EADDRINUSE, f"port {port} is in use")

@@ -1,38 +1,39 @@
-"""What every platform reader and every command shares: the records, the names of
-enum-like values, and polling with a deadline.
+"""What every platform reader and every command shares: the records, the reader
+interface, and polling with a deadline.
 
 psutil's shape: ``_platform`` picks one reader module per process (``_linux`` or
 ``_generic``), each with the same functions, and they all speak in these records.
 NamedTuples rather than dataclasses: importing ``dataclasses`` (and with it
 ``inspect``) costs more start-up time than a whole ``check`` is allowed, and thousands
-of rows are built per ``list``.
+of rows are built per ``list``. Built without ``typing`` at run time (``_records``); the
+names of enum-like values (``Role``, ...) are ``Literal`` types of ``_names``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple, Protocol
 
-ReaderName = Literal["netlink", "procfs", "psutil"]
-SocketState = Literal["listening", "bound"]
-# "server" holds its socket alone, "supervisor" shares it with its children, "worker"
-# shares its parent's socket (uvicorn --workers/--reload, gunicorn, ...).
-Role = Literal["server", "supervisor", "worker"]
+from utils._records import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
+    from typing import Any, Protocol
+
+    from utils._names import Role, SocketState
+
+# A listening (or bound-only) TCP socket with every process holding it, as a reader
+# reports it: (socket id, family, address, port, listening, holder pids). The socket id
+# is stable per socket (the kernel inode, or family/address/port); the family "IPv4" or
+# "IPv6"; no holder pids: the operating system does not name the owner. Plain tuples,
+# not records: a scan reports thousands.
+HeldSocket = tuple[str, str, str, int, bool, tuple[int, ...]]
+# What the project rule needs of a process, read cheaply for every process: (command
+# line, working directory or None).
+Program = tuple[tuple[str, ...], str | None]
 
 
-class SocketHolding(NamedTuple):
-    """One process (or an unknown one) holding one listening TCP socket."""
-
-    socket_id: str  # stable per socket: the kernel inode, or family/address/port
-    family: str  # "IPv4" or "IPv6"
-    address: str
-    port: int
-    pid: int | None  # None when the operating system hides the owner
-    listening: bool = True  # False: bound to the port but never listening
-
-
-class ProcessFacts(NamedTuple):
+class ProcessFacts(Record):
     """What the safety rules and the output need to know about one process."""
 
     pid: int
@@ -48,37 +49,54 @@ class ProcessFacts(NamedTuple):
     pgid: int | None = None  # its process group: the job a terminal stops with Ctrl-Z
 
 
-class Reader(Protocol):
-    """What every platform module (``_linux``, ``_generic``) provides, with these very
-    signatures: the one interface the rest of the package reads the system through."""
+if TYPE_CHECKING:
 
-    # Whether a socket id names one socket for its whole life (a kernel inode), so a
-    # new socket on the same address is told from a forked successor holding the old one.
-    unique_socket_ids: bool
+    class Reader(Protocol):
+        """What every platform module (``_linux``, ``_generic``) provides, with these very
+        signatures: the one interface the rest of the package reads the system through."""
 
-    def available(self) -> bool:
-        """Whether this system has what the reader needs."""
-        ...
+        # Whether a socket id names one socket for its whole life (a kernel inode), so a
+        # new socket on the same address is told from a forked successor holding the old.
+        unique_socket_ids: bool
 
-    def socket_holdings(self, port: int | None = None, bound: bool = False) -> list[SocketHolding]:
-        """Every listening TCP socket (of ``port``) with every process holding it; with
-        ``bound``, also the sockets bound without listening that the system names."""
-        ...
+        def available(self) -> bool:
+            """Whether this system has what the reader needs."""
+            ...
 
-    def socket_ports(self) -> dict[str, int]:
-        """socket id -> port of every listening TCP socket, holders not looked for."""
-        ...
+        def held_sockets(
+            self, port: int | None = None, bound: bool = False, pids: Collection[int] | None = None
+        ) -> list[HeldSocket]:
+            """Every listening TCP socket (of ``port``) with every process holding it; with
+            ``bound``, also the sockets bound without listening that the system names.
+            With ``pids``, only these processes are looked at, and only the sockets they
+            hold are reported."""
+            ...
 
-    def parents(self) -> dict[int, int]:
-        """pid -> parent pid of every visible process."""
-        ...
+        def which_hold(
+            self, socket_ids: Collection[str], pids: Collection[int]
+        ) -> dict[str, tuple[int, ...]]:
+            """socket id -> which of ``pids`` hold it, of the sockets ``socket_ids`` (of an
+            earlier ``held_sockets``): their fd tables are read, the socket tables not."""
+            ...
 
-    def process_facts(self, pid: int) -> ProcessFacts | None:
-        """Facts about a live process, or None once it is gone."""
-        ...
+        def socket_ports(self) -> dict[str, int]:
+            """socket id -> port of every listening TCP socket, holders not looked for."""
+            ...
+
+        def parents(self) -> dict[int, int]:
+            """pid -> parent pid of every visible process."""
+            ...
+
+        def programs(self) -> dict[int, Program]:
+            """pid -> (command line, working directory) of every visible process."""
+            ...
+
+        def process_facts(self, pid: int) -> ProcessFacts | None:
+            """Facts about a live process, or None once it is gone."""
+            ...
 
 
-class Listener(NamedTuple):
+class Listener(Record):
     """One TCP socket holding a port, as held by one process (a row per socket and
     process): a listening socket, or (``listening`` False) one bound without listening."""
 

@@ -13,7 +13,13 @@ from typing import Any
 
 import psutil
 
-from utils._common import ProcessFacts, SocketHolding
+from utils._common import ProcessFacts
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+
+    from utils._common import HeldSocket, Program
 
 _FAMILIES = {socket.AF_INET: "IPv4", socket.AF_INET6: "IPv6"}
 # psutil names no socket: its id is family, address and port, which a new socket on the
@@ -47,36 +53,69 @@ def _listening_of(connections: list[Any], bound: bool) -> list[tuple[str, str, i
 
 def socket_ports() -> dict[str, int]:
     """socket id -> port of every listening TCP socket the system shows."""
-    return {row.socket_id: row.port for row in socket_holdings(None)}
+    return {socket_id: port for socket_id, _, _, port, _, _ in held_sockets(None)}
 
 
-def socket_holdings(port: int | None = None, bound: bool = False) -> list[SocketHolding]:
+def _processes(pids: Collection[int] | None) -> Iterator[psutil.Process]:
+    if pids is None:
+        yield from psutil.process_iter()
+        return
+    for pid in pids:
+        try:
+            yield psutil.Process(pid)
+        except psutil.Error:  # gone meanwhile
+            continue
+
+
+def which_hold(socket_ids: Collection[str], pids: Collection[int]) -> dict[str, tuple[int, ...]]:
+    """socket id -> which of ``pids`` hold it, of the sockets ``socket_ids`` (of an
+    earlier ``held_sockets``): these processes' connections alone."""
+    found: dict[str, tuple[int, ...]] = {}
+    for process in _processes(pids):
+        try:
+            connections = process.net_connections(kind="tcp")
+        except (psutil.Error, OSError):
+            continue
+        for family, address, sock_port, _ in _listening_of(connections, bound=True):
+            socket_id = _socket_id(family, address, sock_port)
+            holders = found.get(socket_id, ())
+            if socket_id in socket_ids and process.pid not in holders:
+                found[socket_id] = (*holders, process.pid)
+    return found
+
+
+def held_sockets(
+    port: int | None = None, bound: bool = False, pids: Collection[int] | None = None
+) -> list[HeldSocket]:
     """Every listening TCP socket (of ``port``, if given) with every process holding it;
-    with ``bound``, also the bound-only sockets the system reports."""
-    rows: list[SocketHolding] = []
-    owned: set[str] = set()
-    for process in psutil.process_iter():
+    with ``bound``, also the bound-only sockets the system reports. With ``pids``, only
+    these processes are asked, and only the sockets they hold are reported."""
+    found: dict[str, tuple[str, str, int, bool, list[int]]] = {}
+    new: tuple[str, str, int, bool, list[int]]
+    for process in _processes(pids):
         try:
             connections = process.net_connections(kind="tcp")
         except (psutil.Error, OSError):
             continue
         for family, address, sock_port, listens in _listening_of(connections, bound):
-            if port is not None and sock_port != port:
-                continue
-            socket_id = _socket_id(family, address, sock_port)
-            owned.add(socket_id)
-            rows.append(SocketHolding(socket_id, family, address, sock_port, process.pid, listens))
-    try:
-        system_wide = psutil.net_connections(kind="tcp")
-    except (psutil.Error, OSError):  # macOS without root
-        system_wide = []
-    for family, address, sock_port, listens in _listening_of(system_wide, bound):
-        socket_id = _socket_id(family, address, sock_port)
-        if socket_id in owned or (port is not None and sock_port != port):
-            continue
-        owned.add(socket_id)
-        rows.append(SocketHolding(socket_id, family, address, sock_port, None, listens))
-    return rows
+            if port is None or sock_port == port:
+                new = (family, address, sock_port, listens, [])
+                holders = found.setdefault(_socket_id(family, address, sock_port), new)[4]
+                if process.pid not in holders:
+                    holders.append(process.pid)
+    if pids is None:  # sockets no process of ours shows: holders unknown
+        try:
+            system_wide = psutil.net_connections(kind="tcp")
+        except (psutil.Error, OSError):  # macOS without root
+            system_wide = []
+        for family, address, sock_port, listens in _listening_of(system_wide, bound):
+            if port is None or sock_port == port:
+                new = (family, address, sock_port, listens, [])
+                found.setdefault(_socket_id(family, address, sock_port), new)
+    return [
+        (socket_id, family, address, sock_port, listens, tuple(holders))
+        for socket_id, (family, address, sock_port, listens, holders) in found.items()
+    ]
 
 
 def parents() -> dict[int, int]:
@@ -87,6 +126,15 @@ def parents() -> dict[int, int]:
         if isinstance(ppid, int):
             found[process.pid] = ppid
     return found
+
+
+def programs() -> dict[int, Program]:
+    """pid -> (command line, working directory) of every process the system shows (()
+    and None where it will not tell)."""
+    return {
+        process.pid: (tuple(process.info["cmdline"] or ()), process.info["cwd"])
+        for process in psutil.process_iter(["cmdline", "cwd"])
+    }
 
 
 def process_facts(pid: int) -> ProcessFacts | None:

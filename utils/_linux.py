@@ -4,16 +4,40 @@ Written by hand instead of using psutil: psutil reports one pid per socket (a uv
 supervisor and its workers share one) and builds the full connection table, while
 this asks the kernel for listening sockets only. Sockets come from netlink
 ``sock_diag`` (what ``ss`` uses: the kernel filters by state and sends binary
-records), falling back to parsing ``/proc/net/tcp{,6}`` where netlink is refused.
+records), falling back to parsing ``/proc/net/tcp{,6}`` where netlink is refused. The
+process side (fd tables, the process tree, programs and facts) is ``_linux_processes``.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from socket import AF_INET, AF_INET6, inet_ntop
 
-from utils._common import ProcessFacts, ReaderName, SocketHolding
+# The C module under ``socket``: the wrapper's enums and selectors cost start-up time,
+# and one netlink socket needs none of them.
+from _socket import AF_INET, AF_INET6, AF_NETLINK, SOCK_RAW, inet_ntop, socket
+
+from utils._linux_processes import parents, process_facts, programs, socket_holders
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+
+    from utils._common import HeldSocket
+    from utils._names import ReaderName
+
+# The reader interface (``_common.Reader``), the process side from ``_linux_processes``.
+__all__ = [
+    "available",
+    "held_sockets",
+    "parents",
+    "process_facts",
+    "programs",
+    "select",
+    "socket_ports",
+    "unique_socket_ids",
+    "which_hold",
+]
 
 _NETLINK_SOCK_DIAG = 4
 _SOCK_DIAG_BY_FAMILY = 20
@@ -26,11 +50,14 @@ _TCP_CLOSE, _TCP_LISTEN = 7, 10
 _TCP_BOUND_INACTIVE = 13
 _IPPROTO_TCP = 6
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
-# inet_diag_msg: family, state, timer, retrans, then the sockid (sport and dport
-# big-endian, src[16], dst[16], if, cookie[2]), expires, rqueue, wqueue, uid, inode.
-_MESSAGE = struct.Struct("=xB2x2s2x16s44xI")  # -> state, sport, src, inode
+_KIND = struct.Struct("=IH")  # its length and type
+# A socket's message: the header's length and type, then inet_diag_msg: family, state,
+# timer, retrans, the sockid (sport and dport big-endian, src[16], dst[16], if,
+# cookie[2]), expires, rqueue, wqueue, uid, inode; then its attributes.
+_DIAG = "=IH10xxB2x2s2x16s44xI"  # -> length, type, state, sport, src, inode
+_DIAG_SIZE = struct.calcsize(_DIAG)
+_RUNS: dict[int, struct.Struct] = {}  # message length -> _DIAG padded to it
 _FAMILY_NAMES: dict[int, str] = {int(AF_INET): "IPv4", int(AF_INET6): "IPv6"}
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 unique_socket_ids = True  # the kernel's socket inode
 
 Sockets = dict[int, tuple[str, str, int, bool]]  # inode -> (family, address, port, listening)
@@ -52,11 +79,11 @@ def available() -> bool:
     return _AVAILABLE[0]
 
 
-def _netlink_dump(family: int, port: int | None, found: Sockets, bound: bool) -> None:
+def _netlink_dump(
+    family: int, port: int | None, found: Sockets, bound: bool, wanted: set[int] | None
+) -> None:
     """Ask sock_diag for the listening (and with ``bound``, bound-only) TCP sockets of
-    one address family."""
-    import socket
-
+    one address family; with ``wanted``, of these inodes only."""
     states = 1 << _TCP_LISTEN | ((1 << _TCP_BOUND_INACTIVE) if bound else 0)
     request = struct.pack("=BBBxI", family, _IPPROTO_TCP, 0, states) + bytes(48)
     header = _HEADER.pack(
@@ -65,31 +92,56 @@ def _netlink_dump(family: int, port: int | None, found: Sockets, bound: bool) ->
     name = _FAMILY_NAMES[family]
     width = 4 if family == AF_INET else 16
     addresses: dict[bytes, str] = {}  # most sockets share a few addresses: decode each once
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, _NETLINK_SOCK_DIAG) as link:
+    link = socket(AF_NETLINK, SOCK_RAW, _NETLINK_SOCK_DIAG)
+    try:
         link.sendall(header + request)
-        buffer = bytearray(1 << 18)
-        while True:
-            size = link.recv_into(buffer)
-            offset = 0
-            while offset + _HEADER.size <= size:
-                length, kind, _, _, _ = _HEADER.unpack_from(buffer, offset)
-                if kind == _NLMSG_DONE:
-                    return
-                if kind == _NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", buffer, offset + 16)[0]
-                    raise OSError(code, os.strerror(code))
-                state, raw_port, source, inode = _MESSAGE.unpack_from(buffer, offset + _HEADER.size)
-                sock_port = int.from_bytes(raw_port, "big")
-                if (port is None or sock_port == port) and (
-                    state == _TCP_LISTEN or (bound and state == _TCP_CLOSE and sock_port)
-                ):
-                    address = addresses.get(source)
-                    if address is None:
-                        address = addresses[source] = inet_ntop(family, source[:width])
-                    found[inode] = (name, address, sock_port, state == _TCP_LISTEN)
-                offset += (length + 3) & ~3
-            if size == 0:
+        for _, _, state, raw_port, source, inode in _messages(link):
+            if wanted is not None and inode not in wanted:
+                continue
+            sock_port = raw_port[0] << 8 | raw_port[1]  # big-endian
+            if (port is None or sock_port == port) and (
+                state == _TCP_LISTEN or (bound and state == _TCP_CLOSE and sock_port)
+            ):
+                address = addresses.get(source)
+                if address is None:
+                    address = addresses[source] = inet_ntop(family, source[:width])
+                found[inode] = (name, address, sock_port, state == _TCP_LISTEN)
+    finally:
+        link.close()
+
+
+def _messages(link: socket) -> Iterator[tuple[int, int, int, bytes, bytes, int]]:
+    """(length, type, state, port, source address, inode) of every socket a dump names.
+
+    The kernel sends messages of one length as long as no extension is asked for, so
+    each run of them is unpacked in one pass (``iter_unpack``, in C) rather than one
+    message at a time: a fifth of a ``list --all`` at thousands of sockets otherwise.
+    """
+    buffer = bytearray(1 << 18)
+    while size := link.recv_into(buffer):
+        offset = 0
+        while offset + _HEADER.size <= size:
+            length, kind = _KIND.unpack_from(buffer, offset)
+            if kind == _NLMSG_DONE:
                 return
+            if kind == _NLMSG_ERROR:
+                code = -struct.unpack_from("=i", buffer, offset + _HEADER.size)[0]
+                raise OSError(code, os.strerror(code))
+            if length < _HEADER.size:  # no kernel sends it: read the text tables instead
+                raise OSError(f"malformed netlink message of {length} bytes")
+            stride = (length + 3) & ~3
+            if kind != _SOCK_DIAG_BY_FAMILY or length < _DIAG_SIZE:
+                offset += stride
+                continue
+            run = _RUNS.get(stride) or _RUNS.setdefault(
+                stride, struct.Struct(f"{_DIAG}{stride - _DIAG_SIZE}x")
+            )
+            with memoryview(buffer)[offset : offset + (size - offset) // stride * stride] as view:
+                for message in run.iter_unpack(view):
+                    if message[0] != length or message[1] != kind:
+                        break  # the run ends: read on one message at a time
+                    yield message
+                    offset += stride
 
 
 def _decode_address(hex_address: str, family: int) -> str:
@@ -124,15 +176,15 @@ def _procfs_tables(port: int | None, found: Sockets) -> None:
             continue
 
 
-def _socket_table(port: int | None, bound: bool = False) -> Sockets:
+def _socket_table(port: int | None, bound: bool = False, wanted: set[int] | None = None) -> Sockets:
     """inode -> (family, address, port, listening) of every listening TCP socket (of
-    ``port``), and with ``bound`` the bound-only ones netlink can name (the text tables
-    cannot)."""
+    ``port``; of the inodes ``wanted``), and with ``bound`` the bound-only ones netlink
+    can name (the text tables cannot)."""
     found: Sockets = {}
     if _SOURCE[0] == "netlink":
         try:
-            _netlink_dump(AF_INET, port, found, bound)
-            _netlink_dump(AF_INET6, port, found, bound)
+            _netlink_dump(AF_INET, port, found, bound, wanted)
+            _netlink_dump(AF_INET6, port, found, bound, wanted)
             return found
         except OSError:  # netlink refused (some sandboxes): read the text tables
             found.clear()
@@ -140,130 +192,35 @@ def _socket_table(port: int | None, bound: bool = False) -> Sockets:
     return found
 
 
-def _pids_by_inode(inodes: set[int]) -> dict[int, list[int]]:
-    """One pass over /proc/*/fd: which processes hold each of these socket inodes.
-
-    Each fd directory is opened once and its links read relative to it (``dir_fd``),
-    which spares the kernel a path walk per link: about 10 % of the pass.
-    """
-    holders: dict[int, list[int]] = {}
-    if not inodes:
-        return holders
-    links = {f"socket:[{inode}]": inode for inode in inodes}
-    readlink, listdir, open_dir = os.readlink, os.listdir, os.open
-    flags = os.O_RDONLY | os.O_DIRECTORY
-    for name in listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            fd_dir = open_dir(f"/proc/{name}/fd", flags)
-        except OSError:  # gone, or not ours to read
-            continue
-        try:
-            fds = listdir(fd_dir)
-        except OSError:
-            fds = []
-        pid = int(name)
-        seen: set[int] = set()
-        for fd in fds:
-            try:
-                inode = links.get(readlink(fd, dir_fd=fd_dir))
-            except OSError:
-                continue
-            if inode is not None and inode not in seen:
-                seen.add(inode)
-                holders.setdefault(inode, []).append(pid)
-        os.close(fd_dir)
-    return holders
-
-
 def socket_ports() -> dict[str, int]:
     """socket id -> port of every listening TCP socket, holders not looked for."""
     return {f"inode:{inode}": entry[2] for inode, entry in _socket_table(None).items()}
 
 
-def socket_holdings(port: int | None = None, bound: bool = False) -> list[SocketHolding]:
+def which_hold(socket_ids: Collection[str], pids: Collection[int]) -> dict[str, tuple[int, ...]]:
+    """socket id -> which of ``pids`` hold it, of the sockets ``socket_ids`` (inode ids of
+    an earlier ``held_sockets``): their fd tables alone."""
+    inodes = [int(socket_id.partition(":")[2]) for socket_id in socket_ids]
+    wanted = {f"socket:[{inode}]": inode for inode in inodes}
+    return {f"inode:{inode}": pids for inode, pids in socket_holders(pids, wanted).items()}
+
+
+def held_sockets(
+    port: int | None = None, bound: bool = False, pids: Collection[int] | None = None
+) -> list[HeldSocket]:
     """Every listening TCP socket (of ``port``, if given) with every process holding it;
-    with ``bound``, also the sockets bound to the port without listening."""
-    sockets = _socket_table(port, bound)
-    holders = _pids_by_inode(set(sockets))
-    rows: list[SocketHolding] = []
-    for inode, (family, address, sock_port, listens) in sockets.items():
-        socket_id = f"inode:{inode}"
-        pids: list[int | None] = list(holders.get(inode, [])) or [None]
-        rows.extend(
-            SocketHolding(socket_id, family, address, sock_port, pid, listens) for pid in pids
-        )
-    return rows
-
-
-def parents() -> dict[int, int]:
-    """pid -> parent pid of every process: the process trees, from one pass over /proc."""
-    found: dict[int, int] = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as stat_file:
-                stat = stat_file.read()
-        except OSError:  # exited meanwhile
-            continue
-        found[int(name)] = int(stat[stat.rindex(b")") + 2 :].split(None, 2)[1])
-    return found
-
-
-_USERS: dict[int, str] = {}
-
-
-def _user_name(uid: int) -> str:
-    if uid not in _USERS:
-        import pwd
-
-        try:
-            _USERS[uid] = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            _USERS[uid] = str(uid)
-    return _USERS[uid]
-
-
-def process_facts(pid: int) -> ProcessFacts | None:
-    """Facts about ``pid`` from /proc, or None when it no longer exists."""
-    base = f"/proc/{pid}"
-    try:
-        with open(f"{base}/stat", "rb") as stat_file:
-            stat = stat_file.read().decode(errors="surrogateescape")
-        uid = os.stat(base).st_uid
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # comm is in parentheses and may itself contain spaces or parentheses.
-    name = stat[stat.index("(") + 1 : stat.rindex(")")]
-    after = stat[stat.rindex(")") + 2 :].split()
-    state, ppid, pgid, start_ticks = after[0], int(after[1]), int(after[2]), int(after[19])
-    try:
-        with open(f"{base}/cmdline", "rb") as cmdline_file:
-            raw = cmdline_file.read()
-        # NUL-terminated arguments: only the final terminator is dropped, so an empty
-        # argument stays an (empty) argument.
-        parts = raw[:-1].split(b"\0") if raw.endswith(b"\0") else raw.split(b"\0")
-        # Bytes that are not UTF-8 survive as surrogates: exact in JSON (\udcff), escaped
-        # for people like any other non-printable character.
-        cmdline = tuple(part.decode(errors="surrogateescape") for part in parts) if raw else ()
-    except OSError:
-        cmdline = ()
-    try:
-        cwd: str | None = os.readlink(f"{base}/cwd")
-    except OSError:
-        cwd = None
-    return ProcessFacts(
-        pid=pid,
-        ppid=ppid or None,
-        name=name,
-        cmdline=cmdline,
-        uid=uid,
-        user=_user_name(uid),
-        cwd=cwd,
-        start_time=start_ticks / _CLOCK_TICKS,
-        zombie=state in ("Z", "X"),
-        stopped=state in ("T", "t"),
-        pgid=pgid,
-    )
+    with ``bound``, also the sockets bound to the port without listening. With ``pids``,
+    only these processes' fd tables are read, and first: the kernel's tables are asked
+    only when they hold a socket at all."""
+    if pids is None:
+        sockets = _socket_table(port, bound)
+        wanted = {f"socket:[{inode}]": inode for inode in sockets}
+        holders = socket_holders(None, wanted) if sockets else {}
+    else:
+        holders = socket_holders(pids, None)
+        sockets = _socket_table(port, bound, set(holders)) if holders else {}
+    return [
+        (f"inode:{inode}", family, address, sock_port, listens, holders.get(inode, ()))
+        for inode, (family, address, sock_port, listens) in sockets.items()
+        if pids is None or inode in holders
+    ]

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Literal, cast
 
-from utils._common import Reader, ReaderName
 from utils.errors import InvalidValue
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from utils._common import Reader
+    from utils._names import ReaderName, StopperName
     from utils._stop_rules import Stopper
-
-StopperName = Literal["posix", "windows"]
 
 READER_VARIABLE = "PORT_MANAGER_READER"
 READERS: tuple[ReaderName, ...] = ("netlink", "procfs", "psutil")
@@ -44,7 +43,7 @@ def _choose(setting: str) -> tuple[ReaderName, Reader]:
         from utils import _linux
 
         if _linux.available():
-            name = cast(ReaderName, choice or "netlink")
+            name: ReaderName = "procfs" if choice == "procfs" else "netlink"
             _linux.select(name)
             return name, _linux
     if choice in ("netlink", "procfs"):

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from utils._common import ProcessFacts
 
 
@@ -205,20 +207,49 @@ def _in_virtualenv(path: str, root: str) -> bool:
     return False
 
 
-def runs_project_code(cmdline: Sequence[str], cwd: str | None, root: str = PROJECT_ROOT) -> bool:
+def runs_project_code(
+    cmdline: Sequence[str],
+    cwd: str | None,
+    root: str = PROJECT_ROOT,
+    resolve: Callable[[str], str] = os.path.realpath,
+) -> bool:
     """The project rule (see the module docstring); ``root`` must be a resolved path
-    ("" for no project: nothing is the project's)."""
+    ("" for no project: nothing is the project's); ``resolve`` gives a path's real path."""
     if not root:
         return False
-    if cwd is not None and inside(os.path.realpath(cwd), root):
+    if cwd is not None and inside(resolve(cwd), root):
         return True
     for path in program_files(cmdline, cwd):
         if "\0" in path:
             continue
-        real = os.path.realpath(path)
+        real = resolve(path)
         if inside(real, root) and not _in_virtualenv(real, root):
             return True
     return False
+
+
+def project_rule(root: str = PROJECT_ROOT) -> Callable[[Sequence[str], str | None], bool]:
+    """``runs_project_code`` for one scan of many processes, which share working
+    directories and programs: each path is resolved once and each (command line,
+    working directory) judged once - about half of a ``list --all`` otherwise. For one
+    scan only: a symbolic link may point elsewhere later."""
+    real: dict[str, str] = {}
+    verdicts: dict[tuple[tuple[str, ...], str | None], bool] = {}
+
+    def resolve(path: str) -> str:
+        found = real.get(path)
+        if found is None:
+            found = real[path] = os.path.realpath(path)
+        return found
+
+    def judge(cmdline: Sequence[str], cwd: str | None) -> bool:
+        key = (tuple(cmdline), cwd)
+        verdict = verdicts.get(key)
+        if verdict is None:
+            verdict = verdicts[key] = runs_project_code(cmdline, cwd, root, resolve)
+        return verdict
+
+    return judge
 
 
 def is_project_process(facts: ProcessFacts) -> bool:

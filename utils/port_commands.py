@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from utils import _reports, port_manager, render
 from utils.errors import EXIT_NO, EXIT_OK, InvalidValue, guarded
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _guarded(action: Callable[[], int]) -> int:
@@ -25,11 +28,15 @@ def run_list(*, all_listeners: bool = False, as_json: bool = False) -> int:
     """Listening sockets with every holder; only this project's unless ``all_listeners``."""
 
     def action() -> int:
-        rows = port_manager.listeners(project_only=not all_listeners)
-        if as_json and sys.stdout.isatty():
+        from utils._holders import scan  # the rows as found: JSON is written straight from them
+
+        found = scan(project_only=not all_listeners)
+        if as_json and not sys.stdout.isatty():
+            sys.stdout.write(_reports.listeners_json(found) + "\n")
+            return EXIT_OK
+        rows = found.listeners()
+        if as_json:
             render.emit_json([row.as_dict() for row in rows])  # indented for a person
-        elif as_json:
-            sys.stdout.write(_reports.listeners_json(rows) + "\n")
         elif rows:
             print(_reports.listener_table(rows, render.colour_enabled(sys.stdout)))
         elif all_listeners:

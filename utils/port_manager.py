@@ -14,18 +14,16 @@ installed, ``portkeeper``) it is the command line of ``utils/port_cli.py``.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 if __name__ == "__main__" and not __package__:
     # Run as a file: make the repository importable, then hand over to the CLI.
     import os
 
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    from utils.port_cli import main
+    from utils.port_cli import run
 
-    sys.exit(main())
+    run()
 
-from utils._common import Listener, ProcessFacts, ReaderName, Role
 from utils._values import (
     DEFAULT_GRACE_SECONDS,
     DEFAULT_PORT,
@@ -45,6 +43,7 @@ from utils._values import (
 )
 from utils.errors import InvalidValue
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should see them
     from utils._binding import (
         LOCAL_ADDRESSES,
@@ -55,6 +54,7 @@ if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should s
         find,
         reserve,
     )
+    from utils._common import Listener, ProcessFacts
     from utils._compat import (
         cleanup_port,
         cleanup_port_if_needed,
@@ -74,6 +74,7 @@ if TYPE_CHECKING:  # the lazy names below, as type checkers and editors should s
         project_ports,
         socket_ports,
     )
+    from utils._names import ReaderName, Role
     from utils._platform import reader_name
     from utils._project_policy import PROJECT_ROOT, is_project_process, runs_project_code
     from utils._stop_rules import CleanupResult, Outcome
@@ -111,6 +112,8 @@ _LAZY = {
         ),
         "utils._holders",
     ),
+    **dict.fromkeys(("Listener", "ProcessFacts"), "utils._common"),
+    **dict.fromkeys(("ReaderName", "Role"), "utils._names"),  # Literal types: typing loads
     "reader_name": "utils._platform",
     **dict.fromkeys(
         ("PROJECT_ROOT", "is_project_process", "runs_project_code"), "utils._project_policy"
@@ -192,6 +195,6 @@ __all__ = [
 ]
 
 if __name__ == "__main__":
-    from utils.port_cli import main
+    from utils.port_cli import run
 
-    sys.exit(main())
+    run()

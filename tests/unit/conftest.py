@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.unit.synthetic import FakeReader
 from utils import _platform
-from utils._common import Reader
+
+if TYPE_CHECKING:
+    from utils._common import Reader
 
 
 class RealProcessInUnitTest(AssertionError):

@@ -4,8 +4,11 @@ platform reader that answers from them, so the rules are tested without a real p
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
+from typing import NamedTuple
 
-from utils._common import Listener, ProcessFacts, Role, SocketHolding
+from utils._common import HeldSocket, Listener, ProcessFacts, Program
+from utils._names import Role
 from utils._stop_rules import _login_name
 
 # A user id no test process runs as: "another user" without needing one.
@@ -36,6 +39,18 @@ def facts(
     return ProcessFacts(pid, ppid, name, cmdline, uid, user, cwd, start_time, zombie, stopped)
 
 
+class Holding(NamedTuple):
+    """One process (or an unknown one, None) holding one socket: a fake reader groups
+    these by socket, as the kernel's tables and the fd tables would."""
+
+    socket_id: str
+    family: str
+    address: str
+    port: int
+    pid: int | None
+    listening: bool = True
+
+
 def holding(
     pid: int | None,
     port: int = 8000,
@@ -43,9 +58,9 @@ def holding(
     socket_id: str = "inode-1",
     address: str = "127.0.0.1",
     listening: bool = True,
-) -> SocketHolding:
+) -> Holding:
     family = "IPv6" if ":" in address else "IPv4"
-    return SocketHolding(socket_id, family, address, port, pid, listening)
+    return Holding(socket_id, family, address, port, pid, listening)
 
 
 def row(
@@ -87,21 +102,42 @@ class FakeReader:
 
     def __init__(
         self,
-        holdings: list[SocketHolding] | None = None,
+        holdings: list[Holding] | None = None,
         processes: list[ProcessFacts] | None = None,
     ) -> None:
         self.holdings = list(holdings or [])
         self.processes = {found.pid: found for found in processes or []}
+        self.asked: list[set[int] | None] = []  # the pids of each held_sockets (None: all)
+        self.looked_at: list[set[int]] = []  # the pids of each which_hold
 
     def available(self) -> bool:
         return True
 
-    def socket_holdings(self, port: int | None = None, bound: bool = False) -> list[SocketHolding]:
+    def held_sockets(
+        self, port: int | None = None, bound: bool = False, pids: Collection[int] | None = None
+    ) -> list[HeldSocket]:
+        self.asked.append(None if pids is None else set(pids))
+        sockets: dict[str, tuple[Holding, list[int]]] = {}
+        for held in self.holdings:
+            if (port is None or held.port == port) and (bound or held.listening):
+                holders = sockets.setdefault(held.socket_id, (held, []))[1]
+                if held.pid is not None and (pids is None or held.pid in pids):
+                    holders.append(held.pid)
         return [
-            held
-            for held in self.holdings
-            if (port is None or held.port == port) and (bound or held.listening)
+            (held.socket_id, held.family, held.address, held.port, held.listening, tuple(named))
+            for held, named in sockets.values()
+            if pids is None or named
         ]
+
+    def which_hold(
+        self, socket_ids: Collection[str], pids: Collection[int]
+    ) -> dict[str, tuple[int, ...]]:
+        self.looked_at.append(set(pids))
+        found: dict[str, tuple[int, ...]] = {}
+        for held in self.holdings:
+            if held.socket_id in socket_ids and held.pid in pids:
+                found[held.socket_id] = (*found.get(held.socket_id, ()), held.pid)
+        return found
 
     def socket_ports(self) -> dict[str, int]:
         return {held.socket_id: held.port for held in self.holdings if held.listening}
@@ -110,6 +146,9 @@ class FakeReader:
         return {
             found.pid: found.ppid for found in self.processes.values() if found.ppid is not None
         }
+
+    def programs(self) -> dict[int, Program]:
+        return {found.pid: (found.cmdline, found.cwd) for found in self.processes.values()}
 
     def process_facts(self, pid: int) -> ProcessFacts | None:
         return self.processes.get(pid)

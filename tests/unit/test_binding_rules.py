@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from tests.unit.synthetic import facts, row
-from utils import _binding
+from utils import _binding, _holders
 from utils._binding import (
     LOCAL_ADDRESSES,
     AddressStatus,
@@ -130,7 +130,7 @@ def test_check_names_only_the_listeners_that_block_a_busy_address(
         return [wildcard, loopback, other_v6]
 
     monkeypatch.setattr(_binding, "probe", probe)
-    monkeypatch.setattr(_binding, "listeners", listeners)
+    monkeypatch.setattr(_holders, "listeners", listeners)
     status = _binding.check(8000)
     assert not status.free
     assert status.holders == (wildcard, loopback)
@@ -145,7 +145,7 @@ def test_check_of_a_free_port_looks_for_no_holders(monkeypatch: pytest.MonkeyPat
         raise AssertionError("a free port needs no socket scan")
 
     monkeypatch.setattr(_binding, "probe", lambda address, port: AddressStatus(address, True))
-    monkeypatch.setattr(_binding, "listeners", listeners)
+    monkeypatch.setattr(_holders, "listeners", listeners)
     assert _binding.check(8000).holders == ()
 
 

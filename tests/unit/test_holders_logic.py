@@ -55,9 +55,9 @@ def test_a_parent_loop_ends_the_walk() -> None:
 
 def test_roles_on_a_socket() -> None:
     family = {10: facts(10, 1, cmdline=UVICORN), 11: facts(11, 10), 20: facts(20, 1)}
-    assert _role(family[10], {10, 11}, family) == ("supervisor", None)
-    assert _role(family[11], {10, 11}, family) == ("worker", UVICORN)
-    assert _role(family[20], {20}, family) == ("server", None)
+    assert _role(family[10], {10, 11}) == "supervisor"
+    assert _role(family[11], {10, 11}) == "worker"
+    assert _role(family[20], {20}) == "server"
 
 
 def test_only_named_processes_share_a_socket() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.synthetic import FakeReader, facts, row
-from utils import _binding, _platform, _stop_rules
+from utils import _binding, _holders, _platform, _stop_rules
 from utils._binding import AddressStatus, PortInUse, bind_options, with_wildcards
 from utils._stop_rules import SafetyRules, same_user, system_pids
 
@@ -78,7 +78,7 @@ def on_macos(monkeypatch: pytest.MonkeyPatch) -> set[str]:
         return AddressStatus(address, not held, "in use" if held else None)
 
     monkeypatch.setattr(_binding, "probe", probe)
-    monkeypatch.setattr(_binding, "listeners", lambda *_a, **_k: [])
+    monkeypatch.setattr(_holders, "listeners", lambda *_a, **_k: [])
     return busy
 
 
@@ -186,7 +186,7 @@ def test_reserve_on_windows_takes_an_exclusively_held_port_for_a_held_one(
     WSAEACCES there: reserve names its holders, and search moves on, as for EADDRINUSE."""
     monkeypatch.setattr(_binding, "PLATFORM", "win32")
     monkeypatch.setattr(_binding, "probe", lambda address, port: AddressStatus(address, True))
-    monkeypatch.setattr(_binding, "listeners", lambda *_a, **_k: [])
+    monkeypatch.setattr(_holders, "listeners", lambda *_a, **_k: [])
     taken: list[int] = []
 
     def bind_listening(address: str, port: int, backlog: int) -> object:

@@ -8,10 +8,12 @@ import os
 
 import pytest
 
-from tests.unit.synthetic import facts, row
+from tests.unit.synthetic import FakeReader, facts, holding, row
 from utils import _reports
 from utils._binding import AddressStatus, PortStatus
 from utils._common import Listener
+from utils._holders import Scan, scan
+from utils._project_policy import PROJECT_ROOT
 from utils._stop_rules import CleanupResult, Outcome
 
 HOSTILE = (
@@ -37,32 +39,59 @@ def _rows() -> list[Listener]:
     ]
 
 
-def test_the_fast_json_equals_the_plain_encoding() -> None:
-    rows = _rows()
-    encoded = _reports.listeners_json(rows)
-    assert json.loads(encoded) == [r.as_dict() for r in rows]
+def _scan(fake_reader: FakeReader) -> Scan:
+    """A scan that stresses the JSON cache: one process on many sockets, in several roles
+    and states, a hidden holder, a bound socket, outside text of every kind."""
+    server = facts(10, cmdline=HOSTILE, user='o"wner\n', cwd=PROJECT_ROOT)
+    worker = facts(11, 10, cmdline=("python3", "-c", "w\u00e9"), stopped=True)
+    quoting = facts(13, cmdline=("sh", "-c", 'echo "plain"', "back\\slash"))  # printable, escaped
+    fake_reader.processes = {p.pid: p for p in (server, worker, facts(12, cmdline=()), quoting)}
+    fake_reader.holdings = [
+        holding(10, 8000, socket_id="a"),
+        holding(11, 8000, socket_id="a"),
+        holding(10, 8001, socket_id="b", address="::1"),
+        holding(12, 8002, socket_id="c", listening=False),
+        holding(None, 8003, socket_id="d"),
+        holding(10, 8004, socket_id="e"),
+        holding(10, 8005, socket_id="f", listening=False),
+        holding(11, 8005, socket_id="f", listening=False),
+        holding(13, 8006, socket_id="g"),
+    ]
+    return scan(bound=True)
+
+
+def test_the_fast_json_equals_the_plain_encoding(fake_reader: FakeReader) -> None:
+    found = _scan(fake_reader)
+    encoded = _reports.listeners_json(found)
+    assert encoded == json.dumps([r.as_dict() for r in found.listeners()])
     assert "\x1b" not in encoded and "\n" not in encoded  # JSON escapes, the value is exact
 
 
-def test_the_json_cache_keeps_each_rows_own_socket() -> None:
-    rows = _rows()
-    decoded = json.loads(_reports.listeners_json(rows))
-    assert [(d["port"], d["address"], d["family"]) for d in decoded] == [
-        (8000, "127.0.0.1", "IPv4"),
-        (8001, "::1", "IPv6"),
-        (8000, "127.0.0.1", "IPv4"),
-        (8002, "127.0.0.1", "IPv4"),
-        (8003, "127.0.0.1", "IPv4"),
-        (8004, "127.0.0.1", "IPv4"),
-        (8005, "127.0.0.1", "IPv4"),
+def test_the_json_cache_keeps_each_rows_own_socket(fake_reader: FakeReader) -> None:
+    decoded = json.loads(_reports.listeners_json(_scan(fake_reader)))
+    assert [(d["port"], d["address"], d["family"], d["pid"]) for d in decoded] == [
+        (8000, "127.0.0.1", "IPv4", 10),
+        (8000, "127.0.0.1", "IPv4", 11),
+        (8001, "::1", "IPv6", 10),
+        (8002, "127.0.0.1", "IPv4", 12),
+        (8003, "127.0.0.1", "IPv4", None),
+        (8004, "127.0.0.1", "IPv4", 10),
+        (8005, "127.0.0.1", "IPv4", 10),
+        (8005, "127.0.0.1", "IPv4", 11),
+        (8006, "127.0.0.1", "IPv4", 13),
     ]
-    assert [(d["pid"], d["state"], d["role"]) for d in decoded][3:] == [
-        (12, "bound", "server"),
-        (None, "listening", "server"),
-        (10, "listening", "server"),
-        (10, "bound", "supervisor"),
+    assert [(d["state"], d["role"], d["project"]) for d in decoded] == [
+        ("listening", "supervisor", True),
+        ("listening", "worker", True),
+        ("listening", "server", True),
+        ("bound", "server", False),
+        ("listening", "server", False),
+        ("listening", "server", True),
+        ("bound", "supervisor", True),
+        ("bound", "worker", True),
+        ("listening", "server", False),
     ]
-    assert decoded[2]["suspended"] is True and decoded[2]["role"] == "worker"
+    assert decoded[1]["suspended"] is True and decoded[0]["suspended"] is False
 
 
 def test_a_table_keeps_every_hostile_row_on_one_escaped_line() -> None:
