@@ -44,7 +44,7 @@ def _install_dev(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """Run the pytest suite with coverage, a worker per core (extra arguments go to pytest)."""
+    """Run the pytest suite with coverage, two workers per core (extra arguments go to pytest)."""
     _install_dev(session)
     session.run(
         "pytest",
