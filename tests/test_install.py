@@ -86,8 +86,34 @@ def runtime_requirements() -> set[str]:
     return {re.sub(r"\s+", "", line) for line in lines if line.strip() and not line.startswith("#")}
 
 
+# The wheel and its venv take about 15 s of CPU to build: pytest-xdist's workers of one
+# run share a single build (the first to claim it builds, the others wait for its result).
+BUILD_SECONDS = 300.0
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The wheel built and installed into a fresh virtualenv, once per test run."""
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is a folder of the run's: their parent is the run's.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    done, failed = shared / "installed.json", shared / "installed.failed"
+    try:
+        os.close(os.open(shared / "installed.claim", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another worker builds it: wait for its answer
+        deadline_poll(lambda: done.exists() or failed.exists(), timeout=BUILD_SECONDS)
+        assert not failed.exists(), failed.read_text()
+        return {name: Path(path) for name, path in json.loads(done.read_text()).items()}
+    try:
+        paths = build_and_install(tmp_path_factory)
+    except BaseException as error:
+        failed.write_text(f"the shared build failed: {error!r}")
+        raise
+    done.write_text(json.dumps({name: str(path) for name, path in paths.items()}))
+    return paths
+
+
+def build_and_install(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Build the wheel and install it into a fresh virtualenv; paths of the results."""
     work = tmp_path_factory.mktemp("install")
     source = copy_working_tree(work / "source")
