@@ -60,7 +60,7 @@ while True:
 # exists) and "pad" bytes of x, then closes the connection ("close") or holds it until the
 # client closes it. argv: PORT CONFIG-JSON {"answer": hex, "after": hex, "pad": int,
 # "close": bool, "flag": path, "log": path, "hold_first": bool (the first request gets
-# no answer at all)}
+# no answer at all), "hold_later": bool (only the first request gets one)}
 ANSWERING = """
 import json, os, socket, sys, threading
 
@@ -84,7 +84,7 @@ def serve(conn):
             if config.get("log"):
                 with lock, open(config["log"], "ab") as log:
                     log.write(head)
-            if first and config.get("hold_first"):
+            if (first and config.get("hold_first")) or (not first and config.get("hold_later")):
                 conn.recv(1)
                 return
             after = config.get("flag") and os.path.exists(config["flag"])
@@ -141,6 +141,7 @@ def answering(
     flag: Path | None = None,
     log: Path | None = None,
     hold_first: bool = False,
+    hold_later: bool = False,
 ) -> None:
     config = {
         "answer": answer.hex(),
@@ -150,6 +151,7 @@ def answering(
         "flag": str(flag) if flag else "",
         "log": str(log) if log else "",
         "hold_first": hold_first,
+        "hold_later": hold_later,
     }
     start_server(processes, ANSWERING, port, json.dumps(config))
 
@@ -389,15 +391,27 @@ def test_http_answers_are_parsed_strictly_without_a_traceback(
 ) -> None:
     port = fresh_port()
     answering(processes, port, answer, pad=pad, close=close)
-    # Long enough for the server's first answer under load (two workers per core): a
-    # timeout before it would name "timed out", not the answer.
-    result, wall = timed_cli("wait", str(port), "--http", "/", "--timeout", "2")
+    # Room for the server's first answer under load (two workers per core): a timeout
+    # before any answer would name "timed out", not the answer.
+    result, wall = timed_cli("wait", str(port), "--http", "/", "--timeout", "1")
     assert result.returncode == code, (result.stdout, result.stderr)
-    assert wall < 2 + STARTUP_MARGIN
+    assert wall < 1 + STARTUP_MARGIN
     if detail is not None:  # exactly our words: nothing the server sent reaches the terminal
         assert last_answers(result.stderr) == f"127.0.0.1: {detail}; {expected_v6()}" or (
             not ipv6_loopback() and last_answers(result.stderr).startswith(f"127.0.0.1: {detail};")
         )
+
+
+def test_a_retry_cut_off_by_the_deadline_keeps_the_answer_before_it(
+    processes: Processes,
+) -> None:
+    """The last retry may still wait for its answer when the deadline comes: the timeout
+    names the answer the address gave, not "timed out"."""
+    port = fresh_port()
+    answering(processes, port, b"HTTP/2 200\r\n\r\n", close=True, hold_later=True)
+    result = run_cli("wait", str(port), "--host", "127.0.0.1", "--http", "/", "--timeout", "1")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert last_answers(result.stderr) == "127.0.0.1: " + MALFORMED
 
 
 def test_a_bad_http_path_is_refused_before_any_request() -> None:

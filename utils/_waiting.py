@@ -186,7 +186,11 @@ def wait(
                 return True
             status = _http_status(address, port, http_path, _host_header(host, address, port), end)
         except OSError as error:
-            answers[address] = _error_text(error)
+            # A retry cut off by the overall deadline says less than the answer before it:
+            # "timed out" would hide the malformed line or the 503 the address gave.
+            cut_off = isinstance(error, TimeoutError) and end >= deadline and address in answers
+            if not cut_off:
+                answers[address] = _error_text(error)
             return False
         except _NoAnswer as error:
             answers[address] = str(error)
