@@ -175,6 +175,38 @@ def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     return str(request.param)
 
 
+PORT_CLI = str(ROOT / "utils" / "port_manager.py")
+
+
+def _quiet(env: dict[str, str] | None) -> dict[str, str]:
+    """``env``, else this process's environment without colour."""
+    return env if env is not None else {**os.environ, "NO_COLOR": "1"}
+
+
+def _run_here(
+    argv: list[str], main: Callable[[], object], env: dict[str, str] | None
+) -> subprocess.CompletedProcess[str]:
+    """Run a front end's entry point in this process as the command ``argv`` would run
+    (see ``as_a_command``): its status, stdout and stderr, as ``subprocess.run`` gives them."""
+    status = 0
+    with as_a_command(_quiet(env), argv) as (out, err):
+        try:
+            returned = main()
+            status = returned if isinstance(returned, int) else 0
+        except SystemExit as leaving:
+            status = exit_status(leaving)
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
+def _run_process(
+    command: list[str], env: dict[str, str] | None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``command`` in a process of its own, from the repository root."""
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_quiet(env)
+    )
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """The CLI as ``python utils/port_manager.py ARGS`` runs it, called in this process:
     the same parser, commands, output and exit status, without starting a Python per
@@ -184,26 +216,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     is bounded by pytest-timeout."""
     from utils import port_cli
 
-    status = 0
-    argv = [str(ROOT / "utils" / "port_manager.py"), *args]
-    with as_a_command({**os.environ, "NO_COLOR": "1"}, argv) as (out, err):
-        try:
-            status = port_cli.main(list(args))
-        except SystemExit as leaving:
-            status = exit_status(leaving)
-    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
+    return _run_here([PORT_CLI, *args], lambda: port_cli.main(list(args)), None)
 
 
 def run_cli_process(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """``python utils/port_manager.py ARGS`` as a user would run it, in a process of its own."""
-    return subprocess.run(
-        [sys.executable, str(ROOT / "utils" / "port_manager.py"), *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    return _run_process([sys.executable, PORT_CLI, *args], None, timeout)
 
 
 @contextlib.contextmanager
@@ -259,59 +277,32 @@ def run_invoke(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     ``run_invoke_process`` runs it in a process of its own."""
     import invoke.main
 
-    status = 0
-    environment = env if env is not None else {**os.environ, "NO_COLOR": "1"}
-    with as_a_command(environment, ["invoke", *args]) as (out, err):
-        try:
-            invoke.main.program.run(["invoke", *args], exit=True)
-        except SystemExit as leaving:
-            status = exit_status(leaving)
-    return subprocess.CompletedProcess(["invoke", *args], status, out.getvalue(), err.getvalue())
+    argv = ["invoke", *args]
+    return _run_here(argv, lambda: invoke.main.program.run(argv, exit=True), env)
 
 
 def run_invoke_process(
     *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """``invoke ARGS`` in a process of its own, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env if env is not None else {**os.environ, "NO_COLOR": "1"},
-    )
+    return _run_process([sys.executable, "-m", "invoke", *args], env, timeout)
 
 
 def run_backend(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m backend ARGS`` from the repository root (in ``env``, else this one
     without colour), its ``main`` run in this process: for input it must refuse before
-    anything is bound (a start that succeeded would serve here until the test times out).
+    anything is bound (a start that would serve fails its test at once, ``as_a_command``).
     ``run_backend_process`` runs it in a process of its own."""
     from backend import __main__ as backend_main
 
-    status = 0
-    environment = env if env is not None else {**os.environ, "NO_COLOR": "1"}
-    with as_a_command(environment, ["python -m backend", *args]) as (out, err):
-        try:
-            status = backend_main.main(list(args))
-        except SystemExit as leaving:
-            status = exit_status(leaving)
-    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
+    return _run_here(["python -m backend", *args], lambda: backend_main.main(list(args)), env)
 
 
 def run_backend_process(
     *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``python -m backend ARGS`` in a process of its own, from the repository root."""
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env if env is not None else {**os.environ, "NO_COLOR": "1"},
-    )
+    return _run_process([sys.executable, "-m", "backend", *args], env)
 
 
 def pids_holding(port: int) -> set[int]:
